@@ -1,0 +1,37 @@
+# LLM Lab: `make run` opens the app, `make test` runs every check. Both set everything up first
+# and skip the work that is already done.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: setup run test lint browser bench clean-env
+
+$(VENV)/.requirements.done: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@cp requirements.txt $@
+
+setup: $(VENV)/.requirements.done
+	$(PY) -m llmlab setup
+
+run: setup
+	$(PY) -m streamlit run streamlit_app.py --server.port $(PORT)
+
+browser:
+	@bash scripts/ensure_chromium.sh
+
+lint: $(VENV)/.requirements.done
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup browser lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/model_load.py
+
+clean-env:
+	rm -rf $(VENV)

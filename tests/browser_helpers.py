@@ -1,0 +1,22 @@
+"""Helpers for the browser tests (Playwright pages against `streamlit run`)."""
+
+from __future__ import annotations
+
+
+def wait_for_app(page, timeout: int = 120_000) -> None:
+    """Wait until Streamlit has rendered the page and finished running its script."""
+    page.wait_for_selector("[data-testid='stApp']", timeout=timeout)
+    page.wait_for_selector("[data-testid='stMain']", timeout=timeout)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+    )
+
+
+def open_page(page, base_url: str, path: str = "") -> None:
+    page.goto(f"{base_url}/{path}".rstrip("/"))
+    wait_for_app(page)
+
+
+def no_exception(page) -> None:
+    """Fail when Streamlit shows an exception box on the page."""
+    assert page.locator("[data-testid='stException']").count() == 0
