@@ -1,0 +1,278 @@
+"""Logits filters: the knobs that reshape a model's next-token scores before sampling.
+
+Each filter is a small class, validated in `__init__`, that takes logits and returns a *new*
+tensor of the same shape (never mutating its input). Removed tokens get the logit ``-inf`` so
+that softmax gives them probability exactly 0, the same convention as transformers'
+``logits_process.py`` (``filter_value=-inf``, ``min_tokens_to_keep=1``). The results are equal
+to transformers' own processors, which the tests check.
+
+Logits may be ``(vocab,)`` for one position or ``(batch, vocab)`` for several rows.
+
+    >>> import torch
+    >>> logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    >>> TopK(2)(logits)
+    tensor([2., 1., -inf, -inf])
+    >>> apply_filters(logits, build_filters(temperature=0.5, top_k=3))
+    tensor([4., 2., 0., -inf])
+
+"Off" is expressed as ``None`` in `build_filters`. Values that change nothing are skipped the
+way transformers skips them (``temperature=1.0``, ``top_k=0``, ``top_p=1.0``,
+``repetition_penalty=1.0``), so the list holds only the filters that act.
+
+Temperature 0 is not a filter: it means *greedy* decoding (always take the highest logit), the
+limit of dividing by an ever smaller temperature. Callers handle it by taking the argmax.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# The order transformers' `GenerationMixin._get_logits_processor` applies them in (5.x):
+# the repetition penalty is a "processor" that runs before all sampling "warpers", then
+# temperature, top-k, top-p and min-p. Order matters: top-p after temperature sees the
+# sharpened/flattened distribution, and min-p is relative to the top probability left after
+# top-k/top-p.
+FILTER_ORDER: tuple[str, ...] = ("repetition_penalty", "temperature", "top_k", "top_p", "min_p")
+
+FILTER_VALUE = -math.inf
+
+
+def _as_2d(logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """View ``(vocab,)`` logits as ``(1, vocab)``; report whether we added the batch dim."""
+    if not isinstance(logits, torch.Tensor):
+        raise ValueError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    if logits.dim() == 1:
+        return logits.unsqueeze(0), True
+    if logits.dim() == 2:
+        return logits, False
+    raise ValueError(
+        f"logits must have shape (vocab,) or (batch, vocab), got shape {tuple(logits.shape)}"
+    )
+
+
+def _number(name: str, value: object) -> float:
+    """Accept ints and floats (not bools); reject NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got nan")
+    return value
+
+
+class RepetitionPenalty:
+    """Make tokens that already appear in the text less likely (CTRL paper, Keskar et al. 2019).
+
+    A seen token's logit is divided by ``penalty`` when positive and multiplied by it when
+    negative, so ``penalty > 1`` always pushes it down. 1.0 changes nothing.
+
+        >>> RepetitionPenalty(2.0)(torch.tensor([4.0, -1.0, 3.0]), torch.tensor([0, 1]))
+        tensor([ 2., -2.,  3.])
+    """
+
+    name = "repetition_penalty"
+
+    def __init__(self, penalty: float):
+        penalty = _number("repetition_penalty", penalty)
+        if not (penalty > 0 and math.isfinite(penalty)):
+            raise ValueError(
+                f"repetition_penalty must be a positive number (> 0; 1.0 = off, "
+                f"typical 1.0-2.0), got {penalty}"
+            )
+        self.penalty = penalty
+
+    @property
+    def label(self) -> str:
+        return f"repetition penalty {self.penalty:g}"
+
+    def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if input_ids is None:
+            raise ValueError(
+                "repetition_penalty needs input_ids (the tokens seen so far), got None"
+            )
+        scores, squeezed = _as_2d(logits)
+        ids = torch.as_tensor(input_ids, dtype=torch.long, device=scores.device)
+        if ids.dim() == 1:
+            ids = ids.unsqueeze(0).expand(scores.shape[0], -1)
+        if ids.shape[-1] == 0:
+            return logits.clone()
+        gathered = torch.gather(scores, 1, ids)
+        penalised = torch.where(gathered < 0, gathered * self.penalty, gathered / self.penalty)
+        # scatter (not scatter_) returns a copy; a token seen twice is penalised once.
+        out = scores.scatter(1, ids, penalised)
+        return out.squeeze(0) if squeezed else out
+
+
+class Temperature:
+    """Divide logits by ``temperature``: < 1 sharpens the distribution, > 1 flattens it.
+
+    >>> Temperature(2.0)(torch.tensor([2.0, 0.0]))
+    tensor([1., 0.])
+    """
+
+    name = "temperature"
+
+    def __init__(self, temperature: float):
+        temperature = _number("temperature", temperature)
+        if temperature == 0:
+            raise ValueError(
+                "temperature must be > 0 for sampling, got 0: temperature 0 means greedy "
+                "decoding (always take the most likely token), which callers do with an argmax"
+            )
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be > 0 (0 = greedy, 1.0 = off), got {temperature}")
+        self.temperature = temperature
+
+    @property
+    def label(self) -> str:
+        return f"temperature {self.temperature:g}"
+
+    def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        _as_2d(logits)
+        return logits / self.temperature
+
+
+class TopK:
+    """Keep the ``top_k`` highest-scoring tokens (ties with the k-th are kept too).
+
+    >>> TopK(1)(torch.tensor([1.0, 3.0, 2.0]))
+    tensor([-inf, 3., -inf])
+    """
+
+    name = "top_k"
+
+    def __init__(self, top_k: int):
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a whole number >= 1 (None = off), got {top_k!r}")
+        self.top_k = top_k
+
+    @property
+    def label(self) -> str:
+        return f"top-k {self.top_k}"
+
+    def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        _as_2d(logits)
+        k = min(self.top_k, logits.shape[-1])
+        kth_value = torch.topk(logits, k)[0][..., -1, None]
+        return logits.masked_fill(logits < kth_value, FILTER_VALUE)
+
+
+class TopP:
+    """Nucleus sampling: keep the smallest set of top tokens whose probabilities add up to
+    at least ``top_p`` (Holtzman et al. 2019). The most likely token is always kept.
+
+        >>> TopP(0.7)(torch.tensor([2.0, 1.0, 0.0]))  # probabilities 0.67, 0.24, 0.09
+        tensor([2., 1., -inf])
+    """
+
+    name = "top_p"
+
+    def __init__(self, top_p: float):
+        top_p = _number("top_p", top_p)
+        if not (0 < top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1] (1.0 = off), got {top_p}")
+        self.top_p = top_p
+
+    @property
+    def label(self) -> str:
+        return f"top-p {self.top_p:g}"
+
+    def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        scores, squeezed = _as_2d(logits)
+        # Same arithmetic as transformers: sort ascending and drop the low tail whose
+        # cumulative mass is <= 1 - top_p; the last (most likely) token is always kept.
+        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        sorted_remove = cumulative <= (1 - self.top_p)
+        sorted_remove[..., -1:] = False
+        remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
+        out = scores.masked_fill(remove, FILTER_VALUE)
+        return out.squeeze(0) if squeezed else out
+
+
+class MinP:
+    """Keep tokens whose probability is at least ``min_p`` times the top token's probability
+    (Nguyen et al. 2024): a cut that adapts to how confident the model is.
+
+        >>> MinP(0.5)(torch.tensor([0.0, -0.5, -1.0]))
+        tensor([ 0.0000, -0.5000,    -inf])
+    """
+
+    name = "min_p"
+
+    def __init__(self, min_p: float):
+        min_p = _number("min_p", min_p)
+        if not (0 <= min_p <= 1):
+            raise ValueError(f"min_p must be in [0, 1] (None or 0 = off), got {min_p}")
+        self.min_p = min_p
+
+    @property
+    def label(self) -> str:
+        return f"min-p {self.min_p:g}"
+
+    def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        scores, squeezed = _as_2d(logits)
+        probs = torch.softmax(scores, dim=-1)
+        remove = probs < self.min_p * probs.amax(dim=-1, keepdim=True)
+        # Always keep the single most likely token, as transformers does.
+        remove.scatter_(-1, torch.topk(probs, 1, dim=-1).indices, False)
+        out = scores.masked_fill(remove, FILTER_VALUE)
+        return out.squeeze(0) if squeezed else out
+
+
+Filter = RepetitionPenalty | Temperature | TopK | TopP | MinP
+
+
+def build_filters(
+    *,
+    temperature: float | None = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
+) -> list[Filter]:
+    """The filters that act for these settings, in `FILTER_ORDER` (transformers' order).
+
+    ``None`` turns a filter off; values that change nothing are skipped, as transformers does.
+    Temperature 0 raises: it means greedy decoding, which is an argmax, not a filter.
+
+        >>> [f.name for f in build_filters(temperature=0.7, top_p=0.9, top_k=0)]
+        ['temperature', 'top_p']
+    """
+    filters: list[Filter] = []
+    if repetition_penalty is not None:
+        penalty = RepetitionPenalty(repetition_penalty)
+        if penalty.penalty != 1.0:
+            filters.append(penalty)
+    if temperature is not None:
+        warper = Temperature(temperature)
+        if warper.temperature != 1.0:
+            filters.append(warper)
+    # top_k=0 means "off" in transformers; accept it here too so settings carry over.
+    if top_k is not None and not (
+        isinstance(top_k, int) and not isinstance(top_k, bool) and top_k == 0
+    ):
+        filters.append(TopK(top_k))
+    if top_p is not None:
+        nucleus = TopP(top_p)
+        if nucleus.top_p < 1.0:
+            filters.append(nucleus)
+    if min_p is not None:
+        filters.append(MinP(min_p))
+    return filters
+
+
+def apply_filters(
+    logits: torch.Tensor, filters: list[Filter], input_ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run ``filters`` in the given order and return the new logits (input untouched).
+
+    >>> apply_filters(torch.tensor([1.0, 2.0]), [])
+    tensor([1., 2.])
+    """
+    out = logits.clone()
+    for step in filters:
+        out = step(out, input_ids)
+    return out
