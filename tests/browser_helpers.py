@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def wait_for_app(page, timeout: int = 120_000) -> None:
     """Wait until Streamlit has rendered the page and finished running its script."""
@@ -20,3 +22,7 @@ def open_page(page, base_url: str, path: str = "") -> None:
 def no_exception(page) -> None:
     """Fail when Streamlit shows an exception box on the page."""
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+# AppTest resolves relative paths against the calling file, so tests use this absolute path.
+APP_PATH = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")

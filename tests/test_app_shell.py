@@ -1,0 +1,52 @@
+"""The app shell: every page renders without an exception, in AppTest and in a real browser."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from browser_helpers import APP_PATH, no_exception, wait_for_app
+
+PAGES = {
+    "pages/home.py": ("", "LLM Lab"),
+    "pages/tokenizers.py": ("tokenizers", "Tokenizers"),
+    "pages/architecture.py": ("architecture", "Architecture"),
+    "pages/next_token.py": ("next_token", "Next-Token"),
+    "pages/decoding.py": ("decoding", "Decoding"),
+    "pages/chat_vs_base.py": ("chat_vs_base", "Chat vs Base"),
+}
+
+
+@pytest.fixture(scope="module")
+def app():
+    return AppTest.from_file(APP_PATH, default_timeout=300).run()
+
+
+def test_home_lists_models_and_packs(app):
+    assert not app.exception
+    assert app.title[0].value == "LLM Lab"
+    frames = [frame.value for frame in app.dataframe]
+    models_table, packs_table = frames[0], frames[1]
+    assert set(models_table["name"]) >= {"gemma-3-270m", "smollm2-135m-instruct", "gpt2"}
+    assert set(models_table.loc[models_table["source"] == "offline pack", "status"]) == {"ready"}
+    assert "Working offline" in " ".join(info.value for info in app.info)
+    assert set(packs_table["status"]) == {"verified"}
+
+
+@pytest.mark.parametrize("script", list(PAGES))
+def test_every_page_renders_without_exception(app, script):
+    app.switch_page(script).run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == PAGES[script][1]
+
+
+@pytest.mark.browser
+def test_every_page_opens_in_a_real_browser(page, app_url, screenshots_dir):
+    for path, title in PAGES.values():
+        page.goto(f"{app_url}/{path}")
+        wait_for_app(page)
+        page.get_by_role("heading", name=title).first.wait_for()
+        no_exception(page)
+    page.goto(app_url)
+    wait_for_app(page)
+    page.screenshot(path=str(screenshots_dir / "home.png"), full_page=True)
