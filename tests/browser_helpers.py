@@ -6,12 +6,16 @@ from pathlib import Path
 
 
 def wait_for_app(page, timeout: int = 120_000) -> None:
-    """Wait until Streamlit has rendered the page and finished running its script."""
-    page.wait_for_selector("[data-testid='stApp']", timeout=timeout)
-    page.wait_for_selector("[data-testid='stMain']", timeout=timeout)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+    """Wait until Streamlit has run the page script to the end.
+
+    The app root carries `data-test-script-state`: "initial" before the first run, "running"
+    while the script runs, "notRunning" when it is done. After a widget change, prefer waiting
+    for the expected content, since the change may not have started a run yet.
+    """
+    page.wait_for_selector(
+        "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout
     )
+    page.wait_for_selector("[data-testid='stMain']", timeout=timeout)
 
 
 def open_page(page, base_url: str, path: str = "") -> None:
