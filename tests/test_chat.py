@@ -1,0 +1,215 @@
+"""Chat templates, base prompts, history truncation, and base-vs-chat runs on the real models."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmlab import chat
+
+AWKWARD = [
+    "",
+    "Hi 👋🏽 there",
+    "안녕하세요, 오늘 날씨 어때요?",
+    "def f(x):\n    return {'a': x}  # <|im_start|> in code",
+    "A long message about tokens. " * 80,
+]
+
+# Written by hand from SmolLM2's template: each message is
+# "<|im_start|>" + role + "\n" + content + "<|im_end|>\n"; a conversation that does not start
+# with a system message gets SmolLM2's default one; the generation prompt is
+# "<|im_start|>assistant\n".
+GOLDEN_SYSTEM_USER = (
+    "<|im_start|>system\nYou are a concise tutor.<|im_end|>\n"
+    "<|im_start|>user\nWhat is a token?<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+GOLDEN_MULTI_TURN = (
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    "<|im_end|>\n"
+    "<|im_start|>user\nHi<|im_end|>\n"
+    "<|im_start|>assistant\nHello! How can I help?<|im_end|>\n"
+    "<|im_start|>user\nName a colour.<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+SYSTEM_USER = [
+    {"role": "system", "content": "You are a concise tutor."},
+    {"role": "user", "content": "What is a token?"},
+]
+MULTI_TURN = [
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "Name a colour."},
+]
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2):
+    return smollm2.tokenizer
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("messages", "golden"),
+    [(SYSTEM_USER, GOLDEN_SYSTEM_USER), (MULTI_TURN, GOLDEN_MULTI_TURN)],
+    ids=["system+user", "multi-turn"],
+)
+def test_render_matches_golden_string(tok, messages, golden):
+    rendered = chat.render_chat(tok, messages)
+    assert rendered.text == golden
+    # Special tokens: exactly the <|im_start|>/<|im_end|> markers, with their real ids.
+    marked = [t for t, s in zip(rendered.tokens, rendered.special, strict=True) if s]
+    assert marked == [t for t in ("<|im_start|>", "<|im_end|>") * 9][: len(marked)]
+    assert rendered.n_special == golden.count("<|im_start|>") + golden.count("<|im_end|>")
+    assert {i for i, s in zip(rendered.ids, rendered.special, strict=True) if s} == {
+        tok.convert_tokens_to_ids("<|im_start|>"),
+        tok.convert_tokens_to_ids("<|im_end|>"),
+    }
+
+
+def test_without_generation_prompt(tok):
+    rendered = chat.render_chat(tok, SYSTEM_USER, add_generation_prompt=False)
+    assert rendered.text == GOLDEN_SYSTEM_USER.removesuffix("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("content", AWKWARD, ids=["empty", "emoji", "korean", "code", "long"])
+@pytest.mark.parametrize("generation_prompt", [True, False])
+def test_render_equals_transformers(tok, content, generation_prompt):
+    messages = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": content}]
+    rendered = chat.render_chat(tok, messages, add_generation_prompt=generation_prompt)
+    expected = tok.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation_prompt
+    )
+    assert rendered.text == expected
+    reference = tok.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=generation_prompt, return_dict=True
+    )["input_ids"]
+    assert rendered.ids == list(reference)
+    assert "".join(rendered.tokens) == rendered.text
+    assert "".join(s.text for s in rendered.segments) == rendered.text
+    contents = "".join(s.text for s in rendered.segments if s.kind == "content")
+    # The literal text "<|im_start|>" inside the code sample is tokenized as the special token,
+    # exactly as the model sees it, so it is marked special even inside the user's words.
+    assert contents == ("Be kind." + content).replace("<|im_start|>", "")
+    assert rendered.n_special == rendered.text.count("<|im_start|>") + rendered.text.count(
+        "<|im_end|>"
+    )
+
+
+def test_base_model_has_no_template(gemma):
+    with pytest.raises(ValueError, match="no chat template: it is a base model"):
+        chat.render_chat(gemma.tokenizer, SYSTEM_USER, name="gemma-3-270m")
+    with pytest.raises(ValueError, match="gemma-3-270m"):
+        chat.prepare_turn(gemma.tokenizer, [], "Hi", name="gemma-3-270m")
+
+
+@pytest.mark.parametrize(
+    ("messages", "pattern"),
+    [
+        ("hello", "must be a list"),
+        ([{"role": "robot", "content": "x"}], r"messages\[0\].role='robot'"),
+        ([{"role": "user"}], r"messages\[0\]"),
+        ([{"role": "user", "content": 3}], r"messages\[0\].content=3"),
+    ],
+)
+def test_bad_messages(tok, messages, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        chat.render_chat(tok, messages)
+
+
+# --- base prompts -------------------------------------------------------------------------------
+
+
+def test_base_prompts():
+    assert chat.base_prompt("Once upon a time") == "Once upon a time"
+    framed = chat.base_prompt("  What is 2+2? ", frame="few-shot")
+    assert framed == (
+        "The following is a conversation between a user and a helpful assistant.\n\n"
+        "User: What is the capital of France?\nAssistant: The capital of France is Paris.\n\n"
+        "User: How many legs does a spider have?\nAssistant: A spider has eight legs.\n\n"
+        "User: What is 2+2?\nAssistant:"
+    )
+    with pytest.raises(ValueError, match="frame='chat'"):
+        chat.base_prompt("x", frame="chat")
+
+
+def test_prepare_runs(gemma, smollm2):
+    base = chat.prepare_base(gemma, "Once upon a time")
+    assert base.prompt_ids == gemma.tokenizer("Once upon a time")["input_ids"]
+    assert base.prompt_ids[0] == gemma.tokenizer.bos_token_id  # Gemma starts from <bos>
+    few = chat.prepare_base(gemma, "What is 2+2?", frame="few-shot")
+    assert few.stop == ["\nUser:"] and few.prompt_text.endswith("User: What is 2+2?\nAssistant:")
+    with_template = chat.prepare_chat(smollm2, "What is 2+2?", system="Be brief.")
+    assert with_template.prompt_text == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    raw = chat.prepare_chat(smollm2, "What is 2+2?", use_template=False)
+    assert raw.prompt_text == "What is 2+2?" and raw.rendered is None
+    assert raw.prompt_ids == smollm2.tokenizer("What is 2+2?")["input_ids"]
+    with pytest.raises(ValueError, match="prompt is empty"):
+        chat.prepare_chat(smollm2, "   ")
+
+
+# --- messages and history -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [None, "", "   \n\t"])
+def test_empty_message_is_ignored_with_a_hint(tok, text):
+    checked = chat.check_message(text, tok)
+    assert checked.text is None and "empty" in checked.notices[0]
+
+
+@pytest.mark.parametrize("content", AWKWARD[1:], ids=["emoji", "korean", "code", "long"])
+def test_long_message_is_cut_with_a_notice(tok, content):
+    limit = 5
+    checked = chat.check_message(content * 20, tok, max_tokens=limit)
+    assert checked.text and "\ufffd" not in checked.text
+    assert (content * 20).strip().startswith(checked.text)
+    assert len(tok(checked.text, add_special_tokens=False)["input_ids"]) <= limit
+    assert f"only the first {limit}" in checked.notices[0]
+    assert chat.check_message("short", tok).notices == []
+
+
+def _history(turns: int) -> list[dict[str, str]]:
+    history = []
+    for index in range(turns):
+        history.append({"role": "user", "content": f"Question number {index} about tokens?"})
+        history.append({"role": "assistant", "content": f"Answer number {index}, short."})
+    return history
+
+
+def test_history_fits_when_budget_allows(tok):
+    turn = chat.prepare_turn(tok, _history(3), "And now?", system="Be brief.", max_new_tokens=16)
+    assert turn.dropped == 0 and turn.notices == []
+    assert turn.messages[0] == {"role": "system", "content": "Be brief."}
+    assert len(turn.messages) == 1 + 6 + 1
+    assert turn.prompt_ids == chat.render_chat(tok, turn.messages).ids
+
+
+@pytest.mark.parametrize("budget", [70, 90, 120])
+def test_history_truncation_keeps_system_prompt(tok, budget):
+    history = _history(5)
+    turn = chat.prepare_turn(
+        tok, history, "Last one?", system="Be brief.", max_new_tokens=10, token_budget=budget
+    )
+    assert turn.dropped > 0 and "left out" in turn.notices[0]
+    assert turn.messages[0] == {"role": "system", "content": "Be brief."}
+    assert turn.messages[-1] == {"role": "user", "content": "Last one?"}
+    # What is kept is the newest part of the history, starting with a user turn.
+    assert turn.messages[1:-1] == history[turn.dropped :]
+    assert turn.messages[1]["role"] == "user"
+    assert turn.rendered.n_tokens <= budget - 10 == turn.budget
+    # Keeping one more exchange would not have fitted.
+    wider = [turn.messages[0], *history[turn.dropped - 2 :], turn.messages[-1]]
+    assert chat.render_chat(tok, wider).n_tokens > budget - 10
+
+
+def test_history_too_small_budget_explains(tok):
+    with pytest.raises(ValueError, match="shorten the system prompt"):
+        chat.prepare_turn(tok, [], "Hi", system="Be brief. " * 30, token_budget=40)
+    with pytest.raises(ValueError, match="token_budget=0"):
+        chat.prepare_turn(tok, [], "Hi", token_budget=0)
+    with pytest.raises(ValueError, match="user_message is empty"):
+        chat.prepare_turn(tok, [], "  ")
