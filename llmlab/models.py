@@ -103,7 +103,9 @@ def convert(name: str, progress: assets.Progress | None = None) -> Path:
     report(0.0, f"{spec.name}: checking the offline pack")
     gguf_path = assets.pack_path(spec.pack, spec.gguf_file)  # type: ignore[arg-type]
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own progress callback reports the steps
     started = time.perf_counter()
     report(0.1, f"{spec.name}: reading the tokenizer from GGUF")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
