@@ -12,8 +12,8 @@ format; it only continues text, so we either give it the text as is or frame it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 ROLES = ("system", "user", "assistant")
@@ -309,6 +309,7 @@ class DecodingSettings:
     temperature: float = 0.7
     top_k: int = 50
     top_p: float = 0.9
+    min_p: float = 0.1
     seed: int = 0
     repetition_penalty: float = 1.0
 
@@ -319,6 +320,7 @@ class DecodingSettings:
             "temperature": self.temperature,
             "top_k": self.top_k,
             "top_p": self.top_p,
+            "min_p": self.min_p,
             "seed": self.seed,
             "repetition_penalty": self.repetition_penalty,
         }
@@ -410,32 +412,97 @@ def _settings_from(values: Mapping[str, Any]) -> DecodingSettings:
     return DecodingSettings(**values)
 
 
-def _decoding_kwargs(prepared: PreparedRun, settings: DecodingSettings | Mapping[str, Any]) -> dict:
+def _decoding_kwargs(settings: DecodingSettings | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(settings, DecodingSettings):
         kwargs = settings.as_kwargs()
     elif isinstance(settings, Mapping):
         kwargs = _settings_from(settings).as_kwargs()
     else:
         raise ValueError(f"settings={settings!r:.60} must be DecodingSettings or a dict of them")
-    if prepared.stop:
-        kwargs["stop"] = list(prepared.stop)
     return kwargs
 
 
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    found = [index for index in (text.find(stop) for stop in stops) if index >= 0]
+    return min(found) if found else None
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters might be the start of a stop string (not shown yet)."""
+    for size in range(max((len(stop) for stop in stops), default=0) - 1, 0, -1):
+        if any(stop.startswith(text[-size:]) for stop in stops) and len(text) >= size:
+            return size
+    return 0
+
+
+class RunStream:
+    """Text pieces of one run as they are generated; `.result` once the stream is used up.
+
+    Stop strings (the few-shot frame's "\nUser:") end the run: the loop is told to stop, the
+    text is cut before the stop string, and a piece that might begin one is held back until it
+    is clear, so a page that streams the pieces never shows a stop string.
+
+        >>> stream = RunStream(loaded, prepare_chat(loaded, "Hi"), DecodingSettings())  # doctest: +SKIP
+        >>> "".join(stream) == stream.result.text                                      # doctest: +SKIP
+        True
+    """
+
+    def __init__(
+        self, loaded: Any, prepared: PreparedRun, settings: DecodingSettings | Mapping[str, Any]
+    ) -> None:
+        from llmlab import decoding
+
+        self.prepared = prepared
+        self.stops = list(prepared.stop or [])
+        self._hit = False
+        kwargs = _decoding_kwargs(settings)
+        # `stop` is the loop's "cancel" callback, asked before every step.
+        self._inner = decoding.iter_generate(
+            loaded, prepared.prompt_ids, stop=lambda: self._hit, **kwargs
+        )
+        self.steps: list[Any] = []
+        self.result: Any = None
+
+    def __iter__(self) -> Iterator[str]:
+        text, shown = "", 0
+        for record in self._inner:
+            self.steps.append(record)
+            if self._hit:
+                continue
+            text += record.text_delta
+            cut = _first_stop(text, self.stops)
+            if cut is not None:
+                self._hit = True
+                end = cut
+            else:
+                end = len(text) - _held_back(text, self.stops)
+            if end > shown:
+                yield text[shown:end]
+                shown = end
+        result = self._inner.result
+        cut = _first_stop(result.text, self.stops)
+        if cut is not None:
+            stop = next(s for s in self.stops if result.text.startswith(s, cut))
+            result = replace(
+                result,
+                text=result.text[:cut],
+                finish_reason="stopped",
+                notices=[
+                    *result.notices,
+                    f"Stopped at {stop!r}: the base model began writing the user's next line.",
+                ],
+            )
+        elif len(result.text) > shown:
+            yield result.text[shown:]
+        self.result = result
+
+
 def run(loaded: Any, prepared: PreparedRun, settings: DecodingSettings | Mapping[str, Any]) -> Any:
-    """Generate from a prepared run; the prompt ids go in as they are (no extra special tokens)."""
-    from llmlab import decoding
-
-    return decoding.generate(loaded, prepared.prompt_ids, **_decoding_kwargs(prepared, settings))
-
-
-def stream(loaded: Any, prepared: PreparedRun, settings: DecodingSettings | Mapping[str, Any]):
-    """Like `run`, one step record at a time (each has `.text_delta`), for streaming to a page."""
-    from llmlab import decoding
-
-    return decoding.iter_generate(
-        loaded, prepared.prompt_ids, **_decoding_kwargs(prepared, settings)
-    )
+    """Generate from a prepared run (the ids go in as they are); a `GenerationResult`."""
+    stream = RunStream(loaded, prepared, settings)
+    for _ in stream:
+        pass
+    return stream.result
 
 
 def compare(

@@ -213,3 +213,74 @@ def test_history_too_small_budget_explains(tok):
         chat.prepare_turn(tok, [], "Hi", token_budget=0)
     with pytest.raises(ValueError, match="user_message is empty"):
         chat.prepare_turn(tok, [], "  ")
+
+
+# --- running the models -------------------------------------------------------------------------
+
+
+def test_chat_model_answers_two_plus_two(smollm2):
+    prepared = chat.prepare_chat(smollm2, "What is 2+2?")
+    result = chat.run(smollm2, prepared, {"strategy": "greedy", "max_new_tokens": 16})
+    assert "4" in result.text
+    assert result.finish_reason == "eos"  # it ended its turn with <|im_end|>
+    assert result.new_ids[-1] == smollm2.tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+
+def test_compare_matches_transformers_generate(gemma, smollm2):
+    import torch
+
+    settings = chat.DecodingSettings(strategy="greedy", max_new_tokens=6, seed=7)
+    both = chat.compare(gemma, smollm2, "Suggest a party theme.", settings)
+    assert both.base.result.settings == both.chat.result.settings
+    assert both.base.result.prompt_ids == gemma.tokenizer("Suggest a party theme.")["input_ids"]
+    template_ids = smollm2.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Suggest a party theme."}],
+        add_generation_prompt=True,
+        return_dict=True,
+    )["input_ids"]
+    assert both.chat.result.prompt_ids == list(template_ids)
+    for output, loaded in ((both.base, gemma), (both.chat, smollm2)):
+        ids = torch.tensor([output.run.prompt_ids])
+        reference = loaded.model.generate(
+            ids, max_new_tokens=6, do_sample=False, attention_mask=torch.ones_like(ids)
+        )[0, ids.shape[1] :].tolist()
+        assert output.result.new_ids == reference
+        assert len(output.result.steps) == len(reference)
+        assert output.text == loaded.tokenizer.decode(
+            [i for i in reference if i not in (loaded.tokenizer.eos_token_id,)]
+        )
+
+
+def test_few_shot_frame_stops_before_the_next_user_line(gemma):
+    prepared = chat.prepare_base(gemma, "What is 2+2?", frame="few-shot")
+    stream = chat.RunStream(gemma, prepared, {"max_new_tokens": 14})
+    pieces = list(stream)
+    result = stream.result
+    assert "".join(pieces) == result.text
+    assert result.finish_reason == "stopped" and "\nUser:" not in result.text
+    everything = gemma.tokenizer.decode(result.new_ids)
+    assert everything.startswith(result.text + "\nUser:")
+    assert "4" in result.text  # the frame coaxes the base model into answering
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [("Hello", 0), ("Hello\n", 1), ("Hello\nUs", 3), ("Hello\nUser", 5), ("\nU x", 0), ("", 0)],
+)
+def test_stream_holds_back_a_possible_stop_string(text, held):
+    assert chat._held_back(text, ["\nUser:"]) == held
+
+
+@pytest.mark.parametrize(
+    ("settings", "pattern"),
+    [
+        ({"temprature": 0.5}, r"\['temprature'\] are not decoding settings"),
+        ({"strategy": "random"}, "strategy='random'"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ("greedy", "must be DecodingSettings"),
+    ],
+)
+def test_bad_settings(smollm2, settings, pattern):
+    prepared = chat.prepare_chat(smollm2, "Hi")
+    with pytest.raises(ValueError, match=pattern):
+        chat.run(smollm2, prepared, settings)
