@@ -274,7 +274,11 @@ def parameter_breakdown(model: torch.nn.Module) -> ParameterBreakdown:
             group, component = _outside_component(name, model)
             key = (group, None, component)
         counts[key] = counts.get(key, 0) + tensor.numel()
-        term = Polynomial.product([dims(size) for size in tensor.shape])
+        factors = [dims(size) for size in tensor.shape]
+        if key[2] == "Position embedding" and "P" in symbols:
+            # One row per position: say P even when P equals d (GPT-2 medium: both are 1,024).
+            factors[0] = Polynomial.symbol("P")
+        term = Polynomial.product(factors)
         formulas[key] = formulas.get(key, Polynomial()) + term
     tied = embeddings_tied(model)
     head_key = ("Output", None, "LM head")
