@@ -181,6 +181,9 @@ class TopP:
 
     def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
         scores, squeezed = _as_2d(logits)
+        if scores.shape[-1] > 1 and bool((scores[..., :-1] > scores[..., 1:]).all()):
+            out = self.on_sorted(scores)  # no ties: the same result, without a sort
+            return out.squeeze(0) if squeezed else out
         # Same arithmetic as transformers: sort ascending and drop the low tail whose
         # cumulative mass is <= 1 - top_p; the last (most likely) token is always kept.
         sorted_logits, sorted_indices = torch.sort(scores, descending=False)
@@ -190,6 +193,19 @@ class TopP:
         remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
         out = scores.masked_fill(remove, FILTER_VALUE)
         return out.squeeze(0) if squeezed else out
+
+    def on_sorted(self, logits: torch.Tensor) -> torch.Tensor:
+        """`__call__` for logits already sorted high-to-low, taking that order as the sort
+        order (so among tied logits the later one goes first). Flipping replaces the sort,
+        which costs ~100 ms on a 262k vocabulary.
+
+            >>> TopP(0.7).on_sorted(torch.tensor([2.0, 1.0, 0.0]))
+            tensor([2., 1., -inf])
+        """
+        ascending = logits.flip(-1)
+        sorted_remove = ascending.softmax(dim=-1).cumsum(dim=-1) <= (1 - self.top_p)
+        sorted_remove[..., -1:] = False
+        return logits.masked_fill(sorted_remove.flip(-1), FILTER_VALUE)
 
 
 class MinP:
