@@ -177,6 +177,138 @@ def embedding_scatter(points: list, sentences: list[str], title: str) -> go.Figu
 
 # --- next token ---------------------------------------------------------------------------------
 # (section: next token)
+def next_token_bars(
+    labels: list[str],
+    probabilities: list[float],
+    final_probabilities: list[float],
+    removed_by: list[str | None],
+    title: str = "",
+) -> go.Figure:
+    """Top next tokens: bars show the probability after the filters; tokens a filter removed
+    stay visible in grey at the model's own probability; a marker shows the model's own value.
+
+    >>> next_token_bars(["·Paris", "·the"], [0.7, 0.1], [1.0, 0.0], [None, "top-k 1"]).data[0].y
+    (1.0, 0.1)
+    """
+    kept = [cause is None for cause in removed_by]
+    heights = [
+        f if k else p for f, p, k in zip(final_probabilities, probabilities, kept, strict=True)
+    ]
+    hover = [
+        f"model {p:.2%} → after filters {f:.2%}" if k else f"model {p:.2%} → removed by {cause}"
+        for p, f, k, cause in zip(probabilities, final_probabilities, kept, removed_by, strict=True)
+    ]
+    # Distinct x keys even when two tokens look the same (e.g. two byte pieces).
+    x = [f"{i + 1}. {label}" for i, label in enumerate(labels)]
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=x, y=heights, name="after filters (grey = removed)",
+                marker_color=[KEPT if k else REMOVED for k in kept],
+                hovertext=hover, hoverinfo="text",
+            ),
+            go.Scatter(
+                x=x, y=probabilities, name="model's own probability", mode="markers",
+                marker={"symbol": "line-ew-open", "size": 18, "color": CHOSEN, "line": {"width": 3}},
+                hovertemplate="model %{y:.2%}<extra></extra>",
+            ),
+        ]
+    )  # fmt: skip
+    figure.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    figure.update_xaxes(tickangle=-45)
+    figure.update_layout(legend={"orientation": "h", "y": 1.12, "x": 0}, bargap=0.25)
+    return base_layout(figure, title, height=420)
+
+
+def filter_waterfall(
+    step_labels: list[str],
+    survivors: list[int],
+    removed_mass: list[float],
+    entropy_bits: list[float],
+    title: str = "",
+) -> go.Figure:
+    """One column per filter step: tokens still in the running (log scale) and the share of
+    probability each step cut away.
+
+    >>> len(filter_waterfall(["model", "top-k 5"], [1000, 5], [0.0, 0.2], [4.0, 1.5]).data)
+    2
+    """
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(
+        rows=1, cols=2, horizontal_spacing=0.12,
+        subplot_titles=("tokens still possible (log scale)", "probability removed by the step"),
+    )  # fmt: skip
+    figure.add_trace(
+        go.Bar(
+            x=step_labels, y=survivors, marker_color=KEPT, name="survivors",
+            text=[f"{n:,}" for n in survivors], textposition="outside",
+            customdata=entropy_bits,
+            hovertemplate="%{x}: %{y:,} tokens, entropy %{customdata:.2f} bits<extra></extra>",
+        ),
+        row=1, col=1,
+    )  # fmt: skip
+    figure.add_trace(
+        go.Bar(
+            x=step_labels, y=removed_mass, marker_color=REMOVED, name="removed mass",
+            marker_line={"color": "#555555", "width": 1},
+            text=[f"{m:.1%}" for m in removed_mass], textposition="outside",
+            hovertemplate="%{x}: removed %{y:.2%} of the probability<extra></extra>",
+        ),
+        row=1, col=2,
+    )  # fmt: skip
+    figure.update_yaxes(type="log", row=1, col=1)
+    top = max([*removed_mass, 0.05]) * 1.25
+    figure.update_yaxes(tickformat=".0%", range=[0, top], row=1, col=2)
+    figure.update_layout(showlegend=False)
+    return base_layout(figure, title, height=340)
+
+
+def surprisal_bars(
+    labels: list[str], bits: list[float | None], ranks: list[int | None], title: str = ""
+) -> go.Figure:
+    """Surprisal (bits) of each token of a text; the first token has no context, so no bar.
+
+    >>> surprisal_bars(["The", "·cat"], [None, 3.0], [None, 12]).data[0].y
+    (0.0, 3.0)
+    """
+    values = [b or 0.0 for b in bits]
+    hover = [
+        "first token: nothing to predict it from" if b is None else f"{b:.2f} bits, rank {r:,}"
+        for b, r in zip(bits, ranks, strict=True)
+    ]
+    x = [f"{i}. {label}" for i, label in enumerate(labels)]
+    figure = go.Figure(
+        go.Bar(
+            x=x, y=values, marker={"color": values, "colorscale": "Oranges", "cmin": 0},
+            hovertext=hover, hoverinfo="x+text",
+        )
+    )  # fmt: skip
+    figure.update_yaxes(title="surprisal (bits)", rangemode="tozero")
+    figure.update_xaxes(tickangle=-45)
+    return base_layout(figure, title, height=340)
+
+
+def logit_lens_heatmap(
+    layers: list[str], tokens: list[list[str]], probabilities: list[list[float]], title: str = ""
+) -> go.Figure:
+    """Rows = layers (input at the bottom), columns = rank; each cell names the token read out
+    after that layer and is shaded by its probability.
+
+    >>> logit_lens_heatmap(["layer 1"], [["·a", "·b"]], [[0.5, 0.2]]).data[0].z
+    ([0.5, 0.2],)
+    """
+    ranks = [f"#{i + 1}" for i in range(len(probabilities[0]) if probabilities else 0)]
+    figure = go.Figure(
+        go.Heatmap(
+            z=probabilities, x=ranks, y=layers, text=tokens, texttemplate="%{text}",
+            colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "prob.", "tickformat": ".0%"},
+            hovertemplate="%{y}, %{x}: %{text} (%{z:.1%})<extra></extra>",
+        )
+    )  # fmt: skip
+    figure.update_xaxes(side="top")
+    return base_layout(figure, title, height=max(320, 26 * len(layers) + 80))
+
 
 # --- decoding -----------------------------------------------------------------------------------
 # (section: decoding)

@@ -1,0 +1,491 @@
+"""From a prompt to the next token: logits, filters, probabilities, entropy, surprisal, logit lens.
+
+One forward pass per (model, prompt) gives everything this module shows: the last position's
+logits (what comes next), every position's logits (how surprising each prompt token was), and
+each layer's hidden state at the last position (the logit lens). The results sit in a small
+LRU cache, so moving a filter slider re-uses them and never runs the model again.
+
+    >>> from llmlab import models
+    >>> loaded = models.load("smollm2-135m-instruct")
+    >>> dist = next_token_distribution(loaded, "The capital of France is")
+    >>> loaded.tokenizer.decode(int(dist.logits.argmax()))
+    ' Paris'
+    >>> flow = waterfall(dist.logits, temperature=0.7, top_k=50, top_p=0.9)
+    >>> [step.name for step in flow.steps]
+    ['model', 'temperature', 'top_k', 'top_p']
+
+An empty prompt raises ValueError: with nothing to continue there is no "next" token. (Gemma's
+tokenizer would still add <bos>, and SmolLM2's adds nothing at all; we treat both the same.)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmlab import filters as F
+from llmlab.models import LoadedModel
+
+CACHE_SIZE = 16
+_cache: OrderedDict[tuple, ForwardRecord] = OrderedDict()
+_lock = threading.Lock()
+_forward_passes = 0
+
+
+@dataclass
+class TokenSurprisal:
+    """How expected one prompt token was. The first token has no context, so no score."""
+
+    index: int
+    token_id: int
+    text: str
+    probability: float | None  # what the model gave this token before seeing it
+    rank: int | None  # 1 = the model's top guess
+    bits: float | None  # surprisal = -log2(probability)
+
+
+@dataclass
+class PromptSurprisal:
+    tokens: list[TokenSurprisal]
+    perplexity: float  # exp(mean negative log-likelihood), the same as exp(transformers' loss)
+    mean_bits: float  # average surprisal per scored token
+
+
+@dataclass
+class ForwardRecord:
+    """What one forward pass over the prompt leaves behind (cached)."""
+
+    model_name: str
+    prompt: str
+    prompt_ids: list[int]
+    logits: torch.Tensor  # (vocab,) float32, last position
+    layer_states: torch.Tensor  # (layers + 1, hidden): embeddings, then each layer, last position
+    surprisal: PromptSurprisal
+    notice: str | None = None  # set when the prompt was cut to fit the context
+
+
+@dataclass
+class NextTokenDistribution:
+    model_name: str
+    prompt: str
+    prompt_ids: list[int]
+    logits: torch.Tensor  # (vocab,) float32
+    probabilities: torch.Tensor  # softmax(logits)
+    notice: str | None = None
+
+
+@dataclass
+class FilterStep:
+    """The distribution after one filter, and what that filter did.
+
+    Vectors are in the waterfall's order (most likely first, see `Waterfall.token_ids`) and
+    keep only the surviving prefix: a filter always removes a tail of that order.
+    """
+
+    name: str  # "model", a `filters.FILTER_ORDER` name, or "greedy"
+    label: str
+    logits: torch.Tensor  # (survivors,)
+    probabilities: torch.Tensor  # (survivors,), sums to 1
+    survivors: int  # tokens with probability > 0
+    removed: int  # tokens this step removed
+    removed_mass: float  # probability (in the previous step's distribution) this step removed
+    entropy_bits: float
+    effective_choices: float  # 2 ** entropy: "as uncertain as a fair choice among this many"
+
+    def probability(self, position: int) -> float:
+        return float(self.probabilities[position]) if position < len(self.probabilities) else 0.0
+
+
+@dataclass
+class Waterfall:
+    token_ids: torch.Tensor  # vocabulary ids, most likely first (after any repetition penalty)
+    steps: list[FilterStep] = field(default_factory=list)
+
+    @property
+    def before(self) -> FilterStep:
+        return self.steps[0]
+
+    @property
+    def after(self) -> FilterStep:
+        return self.steps[-1]
+
+    def final_probabilities(self) -> torch.Tensor:
+        """The filtered distribution over the whole vocabulary, indexed by token id."""
+        out = torch.zeros(len(self.token_ids))
+        kept = self.after.probabilities
+        out[self.token_ids[: len(kept)]] = kept
+        return out
+
+
+@dataclass
+class Candidate:
+    rank: int
+    token_id: int
+    text: str
+    logit: float
+    probability: float  # the model's own probability (temperature 1, no filters)
+    cumulative: float
+    final_probability: float  # after all filters, renormalised
+    removed_by: str | None  # label of the step that removed it, None when kept
+
+
+@dataclass
+class Guess:
+    guess: str
+    token_id: int
+    token_text: str
+    probability: float
+    rank: int
+    whole_word: bool  # False when the guess needs several tokens (we score the first one)
+
+
+@dataclass
+class LogitLens:
+    layers: list[str]  # "embeddings", "layer 1", ... "layer N (output)"
+    token_ids: list[list[int]]  # [layer][rank]
+    tokens: list[list[str]]
+    probabilities: list[list[float]]
+    final_token_probability: list[float]  # the model's final top-1 token, read at each layer
+
+
+def entropy_bits(probabilities: torch.Tensor) -> float:
+    """Shannon entropy in bits; zero-probability tokens contribute nothing.
+
+    >>> entropy_bits(torch.tensor([0.5, 0.5, 0.0]))
+    1.0
+    """
+    # entr(p) = -p ln p with entr(0) = 0, so removed tokens need no masking.
+    return max(float(torch.special.entr(probabilities.float()).sum()) / math.log(2), 0.0)
+
+
+def token_text(tokenizer: Any, token_id: int) -> str:
+    """The text of one token; byte pieces of a longer character (emoji) show as the raw token."""
+    text = tokenizer.decode([token_id])
+    if "\ufffd" in text:
+        return tokenizer.convert_ids_to_tokens(token_id)
+    return text
+
+
+def forward_passes() -> int:
+    """How many forward passes this module has run (the page's speed promise is tested on it)."""
+    return _forward_passes
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def _encode(
+    loaded: LoadedModel, prompt: str, max_tokens: int | None
+) -> tuple[list[int], str | None]:
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
+    if prompt == "":
+        raise ValueError("prompt is empty: type a few words for the model to continue")
+    ids = loaded.tokenizer(prompt)["input_ids"]
+    limit = max_tokens or loaded.facts.context_length
+    if limit < 2:
+        raise ValueError(f"max_tokens must be at least 2, got {max_tokens}")
+    notice = None
+    if len(ids) > limit:
+        # Keep the start-of-text token (Gemma's <bos>) and the end of the text, which is
+        # what the next token depends on most.
+        keep_bos = ids[0] == loaded.tokenizer.bos_token_id
+        head = ids[:1] if keep_bos else []
+        notice = (
+            f"The prompt is {len(ids):,} tokens but the model reads at most {limit:,}: "
+            f"only the last {limit - len(head):,} tokens were used."
+        )
+        ids = head + ids[len(ids) - (limit - len(head)) :]
+    return ids, notice
+
+
+def _surprisal(loaded: LoadedModel, ids: list[int], logits: torch.Tensor) -> PromptSurprisal:
+    # Position t's logits predict token t + 1, so token 0 gets no score.
+    log_probs = torch.log_softmax(logits[:-1].float(), dim=-1)  # (T - 1, vocab)
+    targets = torch.tensor(ids[1:], dtype=torch.long)
+    chosen = log_probs.gather(1, targets[:, None])[:, 0] if len(ids) > 1 else torch.empty(0)
+    ranks = (log_probs > chosen[:, None]).sum(dim=1) + 1 if len(ids) > 1 else torch.empty(0)
+    tokens = [TokenSurprisal(0, ids[0], token_text(loaded.tokenizer, ids[0]), None, None, None)]
+    for i in range(1, len(ids)):
+        lp = float(chosen[i - 1])
+        tokens.append(
+            TokenSurprisal(
+                i, ids[i], token_text(loaded.tokenizer, ids[i]), math.exp(lp), int(ranks[i - 1]),
+                -lp / math.log(2),
+            )
+        )  # fmt: skip
+    nll = float(-chosen.double().mean()) if len(ids) > 1 else math.nan
+    return PromptSurprisal(tokens, math.exp(nll), nll / math.log(2))
+
+
+def _forward(loaded: LoadedModel, prompt: str, max_tokens: int | None = None) -> ForwardRecord:
+    global _forward_passes
+    ids, notice = _encode(loaded, prompt, max_tokens)
+    if not ids:
+        raise ValueError("prompt gave no tokens: type a few words for the model to continue")
+    key = (loaded.name, str(loaded.model.dtype), id(loaded.model), prompt, len(ids), ids[-1])
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    with torch.no_grad():
+        output = loaded.model(
+            torch.tensor([ids], device=loaded.device), output_hidden_states=True, use_cache=False
+        )
+    with _lock:
+        _forward_passes += 1
+    # Models may compute in bfloat16/float16; softmax and entropy are done in float32.
+    all_logits = output.logits[0].float().cpu()
+    layer_states = torch.stack([h[0, -1].float().cpu() for h in output.hidden_states])
+    record = ForwardRecord(
+        loaded.name, prompt, ids, all_logits[-1].clone(), layer_states,
+        _surprisal(loaded, ids, all_logits), notice,
+    )  # fmt: skip
+    with _lock:
+        _cache[key] = record
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return record
+
+
+def next_token_distribution(
+    loaded: LoadedModel, prompt: str, max_tokens: int | None = None
+) -> NextTokenDistribution:
+    """The model's scores for the token after ``prompt`` (one cached forward pass).
+
+    ``max_tokens`` caps the prompt length (default: the model's context length); a longer
+    prompt keeps its end and the result carries a ``notice`` saying so.
+    """
+    record = _forward(loaded, prompt, max_tokens)
+    return NextTokenDistribution(
+        record.model_name, prompt, record.prompt_ids, record.logits,
+        torch.softmax(record.logits, dim=-1), record.notice,
+    )  # fmt: skip
+
+
+def prompt_surprisal(
+    loaded: LoadedModel, text: str, max_tokens: int | None = None
+) -> PromptSurprisal:
+    """Probability, rank and surprisal (bits) of each token of ``text``, and its perplexity."""
+    return _forward(loaded, text, max_tokens).surprisal
+
+
+def _finite_prefix(logits: torch.Tensor) -> int:
+    """How many leading entries of high-to-low logits are finite (a binary search, no scan)."""
+    low, high = 0, len(logits)
+    if high == 0 or logits[-1] != -math.inf:
+        return high
+    while low < high:
+        middle = (low + high) // 2
+        if logits[middle] == -math.inf:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _step(name: str, label: str, logits: torch.Tensor, previous: FilterStep | None) -> FilterStep:
+    # Every filter removes a tail of the sorted order, so the survivors are a prefix and the
+    # later filters only look at that (often tiny) prefix.
+    survivors = _finite_prefix(logits)
+    logits = logits[:survivors]
+    probs = torch.softmax(logits, dim=-1)
+    removed, mass = 0, 0.0
+    if previous is not None:
+        removed = previous.survivors - survivors
+        mass = float(previous.probabilities[survivors:].sum()) if removed else 0.0
+    h = entropy_bits(probs)
+    return FilterStep(name, label, logits, probs, survivors, removed, mass, h, 2.0**h)
+
+
+# Steps already computed, keyed by the logits and the chain of filters that led to them: moving
+# the top-p slider re-uses the model, penalty, temperature and top-k steps before it.
+_step_cache: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
+
+
+def _cached(logits: torch.Tensor, key: tuple, compute):
+    key = (id(logits), *key)
+    with _lock:
+        hit = _step_cache.get(key)
+        if hit is not None and hit[0] is logits:  # the id alone could be a recycled one
+            _step_cache.move_to_end(key)
+            return hit[1]
+    value = compute()
+    with _lock:
+        _step_cache[key] = (logits, value)
+        while len(_step_cache) > 24:
+            _step_cache.popitem(last=False)
+    return value
+
+
+def _sorted(logits: torch.Tensor, penalty: F.RepetitionPenalty | None, ids: torch.Tensor | None):
+    """Penalised logits sorted high-to-low and their token ids (one ~100 ms sort, cached)."""
+    base = logits.float() if penalty is None else penalty(logits.float(), ids)
+    return torch.sort(base, descending=True)
+
+
+def _apply_sorted(f: F.Filter, logits: torch.Tensor) -> torch.Tensor:
+    return f.on_sorted(logits) if isinstance(f, F.TopP) else f(logits)
+
+
+def waterfall(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    repetition_penalty: float | None = None,
+    input_ids: list[int] | torch.Tensor | None = None,
+) -> Waterfall:
+    """The distribution after each filter, in transformers' order (see `filters.FILTER_ORDER`).
+
+    Temperature 0 is greedy: after the repetition penalty only the top token survives and the
+    sampling filters are skipped, exactly as transformers skips them with ``do_sample=False``.
+
+    >>> flow = waterfall(torch.tensor([0.0, 2.0, 1.0]), top_k=2)
+    >>> [(s.name, s.survivors) for s in flow.steps], flow.token_ids.tolist()
+    ([('model', 3), ('top_k', 2)], [1, 2, 0])
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    if temperature < 0 or math.isnan(temperature):
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    greedy = temperature == 0
+    chain = F.build_filters(
+        temperature=None if greedy else temperature,
+        top_k=None if greedy else top_k,
+        top_p=None if greedy else top_p,
+        min_p=None if greedy else min_p,
+        repetition_penalty=repetition_penalty,
+    )
+    penalty = chain.pop(0) if chain and chain[0].name == "repetition_penalty" else None
+    ids = None if input_ids is None else torch.as_tensor(input_ids, dtype=torch.long)
+    if penalty is not None and ids is None:
+        raise ValueError("repetition_penalty needs input_ids (the prompt's tokens), got None")
+    history = (penalty.label if penalty else None, None if ids is None else tuple(ids.tolist()))
+    values, order = _cached(logits, ("sort", *history), lambda: _sorted(logits, penalty, ids))
+    flow = Waterfall(order)
+    model = _cached(
+        logits,
+        ("model", *history),
+        lambda: _step("model", "model output", logits.float()[order], None),
+    )
+    flow.steps.append(model)
+    if penalty is not None:
+        flow.steps.append(
+            _cached(
+                logits,
+                ("step", *history),
+                lambda: _step(penalty.name, penalty.label, values, model),
+            )
+        )
+    # Each filter sees only the sorted survivors of the step before: removed tokens are -inf
+    # and weigh nothing in softmax, so the result equals filtering the whole vocabulary.
+    for position, f in enumerate(chain):
+        previous = flow.steps[-1]
+        key = ("step", *history, *(g.label for g in chain[: position + 1]))
+        flow.steps.append(
+            _cached(
+                logits,
+                key,
+                lambda f=f, p=previous: _step(f.name, f.label, _apply_sorted(f, p.logits), p),
+            )
+        )
+    if greedy:
+        last = flow.steps[-1]
+        flow.steps.append(_step("greedy", "temperature 0 = greedy", last.logits[:1], last))
+    return flow
+
+
+def candidates(flow: Waterfall, tokenizer: Any, n: int = 20) -> list[Candidate]:
+    """The top ``n`` tokens and what the filters did to each."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a whole number >= 1, got {n!r}")
+    before = flow.before
+    n = min(n, len(flow.token_ids))
+    cumulative = before.probabilities[:n].double().cumsum(0).tolist()
+    rows = []
+    for i in range(n):
+        tid = int(flow.token_ids[i])
+        removed_by = next((s.label for s in flow.steps[1:] if s.probability(i) == 0), None)
+        rows.append(
+            Candidate(
+                i + 1, tid, token_text(tokenizer, tid), float(before.logits[i]),
+                before.probability(i), cumulative[i], flow.after.probability(i), removed_by,
+            )
+        )  # fmt: skip
+    return rows
+
+
+def guess(loaded: LoadedModel, probabilities: torch.Tensor, text: str) -> Guess:
+    """Where the model ranked a student's guess for the next word.
+
+    The guess is tried as typed and with a leading space (words mid-sentence start with one);
+    the reading the model found more likely is kept. A guess of several tokens is scored by
+    its first token, and ``whole_word`` says so.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("guess is empty: type the word you expect next")
+    options = [text] if text[0].isspace() else [text, " " + text]
+    best: Guess | None = None
+    for option in options:
+        ids = loaded.tokenizer(option, add_special_tokens=False)["input_ids"]
+        if not ids:
+            continue
+        p = float(probabilities[ids[0]])
+        rank = int((probabilities > p).sum()) + 1
+        found = Guess(text, ids[0], token_text(loaded.tokenizer, ids[0]), p, rank, len(ids) == 1)
+        if best is None or found.probability > best.probability:
+            best = found
+    if best is None:
+        raise ValueError(f"guess {text!r} gave no tokens")
+    return best
+
+
+def logit_lens(
+    loaded: LoadedModel, prompt: str, top: int = 5, max_tokens: int | None = None
+) -> LogitLens:
+    """Top ``top`` next-token predictions read out after each layer (final norm + LM head).
+
+    transformers returns the last hidden state *after* the final norm, so only the earlier
+    states get the norm here; the last row therefore equals the model's real output.
+    """
+    record = _forward(loaded, prompt, max_tokens)
+    model = loaded.model
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    norm, head = model.model.norm, model.get_output_embeddings()
+    states = record.layer_states.to(loaded.device, dtype=model.dtype)
+    with torch.no_grad():
+        normed = torch.cat([norm(states[:-1]), states[-1:]])
+        logits = head(normed).float().cpu()  # (layers + 1, vocab)
+    if cap:  # Gemma 2 squashes logits into (-cap, cap); Gemma 3 has no cap (None)
+        logits = torch.tanh(logits / cap) * cap
+    probs = torch.softmax(logits, dim=-1)
+    top_probs, top_ids = torch.topk(probs, top, dim=-1)
+    final_top = int(record.logits.argmax())
+    last = len(probs) - 1
+    names = ["embeddings"] + [
+        f"layer {i}" + (" (output)" if i == last else "") for i in range(1, last + 1)
+    ]
+    return LogitLens(
+        names, top_ids.tolist(),
+        [[token_text(loaded.tokenizer, t) for t in row] for row in top_ids.tolist()],
+        top_probs.tolist(), probs[:, final_top].tolist(),
+    )  # fmt: skip
+
+
+def append_token(loaded: LoadedModel, prompt: str, token_id: int) -> str:
+    """The prompt with one chosen token appended (what "pick the next token" does)."""
+    text = loaded.tokenizer.decode([token_id])
+    if "\ufffd" in text:  # a byte piece: decode it together with what comes before
+        ids = loaded.tokenizer(prompt)["input_ids"] + [token_id]
+        return loaded.tokenizer.decode(ids, skip_special_tokens=True)
+    return prompt + text
