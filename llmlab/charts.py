@@ -30,6 +30,79 @@ def base_layout(figure: go.Figure, title: str = "", height: int = 360) -> go.Fig
 
 # --- tokenizers ---------------------------------------------------------------------------------
 # (section: tokenizers)
+def token_count_bars(titles: list[str], counts: list[int], title: str = "") -> go.Figure:
+    """Horizontal bars of how many tokens each tokenizer needs for the same text.
+
+    >>> token_count_bars(["GPT-2", "cl100k"], [11, 9]).data[0].x
+    (11, 9)
+    """
+    figure = go.Figure(
+        go.Bar(
+            x=counts,
+            y=titles,
+            orientation="h",
+            marker_color=KEPT,
+            text=[f"{count:,}" for count in counts],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:,} tokens<extra></extra>",
+        )
+    )
+    figure.update_yaxes(autorange="reversed")
+    figure.update_xaxes(title="tokens (fewer = more text fits in the context)")
+    return base_layout(figure, title or "Tokens for the same text", 80 + 34 * max(len(titles), 2))
+
+
+def multilingual_tax_bars(table: dict[str, dict[str, int]], title: str = "") -> go.Figure:
+    """Grouped bars: for each language (x), the token count of each tokenizer (one colour each).
+
+    `table` maps tokenizer title -> {language: tokens}.
+    """
+    figure = go.Figure()
+    for index, (tokenizer, counts) in enumerate(table.items()):
+        figure.add_bar(
+            name=tokenizer,
+            x=list(counts),
+            y=list(counts.values()),
+            marker_color=PALETTE[index % len(PALETTE)],
+            hovertemplate=f"{tokenizer}<br>%{{x}}: %{{y}} tokens<extra></extra>",
+        )
+    figure.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
+    figure.update_yaxes(title="tokens for the same sentence")
+    return base_layout(figure, title or "The multilingual tax", 420)
+
+
+def sequence_length_bars(labels: list[str], lengths: list[int], title: str = "") -> go.Figure:
+    """Bars of the sequence length of one text under several schemes (words, chars, bytes, ...)."""
+    figure = go.Figure(
+        go.Bar(
+            x=labels,
+            y=lengths,
+            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(labels))],
+            text=lengths,
+            textposition="auto",
+        )
+    )
+    figure.update_yaxes(title="sequence length")
+    return base_layout(figure, title or "How long is the same text?", 320)
+
+
+def merge_count_line(counts: list[int], current: int | None = None, title: str = "") -> go.Figure:
+    """How often each learned merge occurred when chosen (falls fast: Zipf's law at work)."""
+    figure = go.Figure(
+        go.Scatter(
+            x=list(range(1, len(counts) + 1)),
+            y=counts,
+            mode="lines",
+            line={"color": KEPT},
+            hovertemplate="merge %{x}: pair seen %{y:,} times<extra></extra>",
+        )
+    )
+    if current:
+        figure.add_vline(x=current, line_color=CHOSEN, line_dash="dash")
+    figure.update_xaxes(title="merge number")
+    figure.update_yaxes(title="pair count", type="log")
+    return base_layout(figure, title or "Each merge is rarer than the last", 300)
+
 
 # --- architecture -------------------------------------------------------------------------------
 # (section: architecture)

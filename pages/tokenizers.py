@@ -1,8 +1,254 @@
-"""Tokenizers page."""
+"""Tokenizers page: real tokenizers side by side, then word, character and BPE built by hand."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-from llmlab import ui
+from llmlab import assets, charts, tokenization, ui
+from llmlab.tokenization import bpe
+from llmlab.tokenization.samples import (
+    CSS,
+    EXAMPLES,
+    MULTILINGUAL,
+    byte_pieces,
+    piece_stats,
+    pieces_html,
+)
 
-ui.page_intro("Tokenizers", "How text becomes numbers: word, character and BPE tokenizers built from scratch, and real tokenizers side by side.")
-st.info("This page is being built. The Home page shows the models and tokenizers available now.")
+DEFAULT_CHOICE = ["gpt2", "cl100k_base", "llama-spm", "bert-wordpiece"]
+BPE_SAMPLE = "The tokenizer learns its vocabulary from text; unbelievable words split apart."
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _pieces(name: str, text: str) -> list[tokenization.TokenPiece]:
+    tokenizer = ui.get_tokenizer(name)
+    return [] if tokenizer is None else tokenizer.pieces(text)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _train(text: str, vocab_size: int) -> list[bpe.MergeStep]:
+    return bpe.train(text, vocab_size).trace
+
+
+@st.cache_data(show_spinner=False)
+def _botchan() -> str:
+    return assets.pack_path("botchan", "botchan.txt").read_text(encoding="utf-8")
+
+
+def _use_example() -> None:
+    st.session_state["tok-text"] = EXAMPLES[st.session_state["tok-example"]]
+
+
+ui.page_intro(
+    "Tokenizers",
+    "A language model never sees letters. A tokenizer cuts text into pieces (tokens) and gives "
+    "each piece a number; the model only ever sees those numbers.",
+)
+st.markdown(CSS, unsafe_allow_html=True)
+
+# --- input ------------------------------------------------------------------------------------
+st.session_state.setdefault("tok-text", EXAMPLES["English prose"])
+left, right = st.columns([1, 2])
+left.selectbox("Ready examples", list(EXAMPLES), key="tok-example", on_change=_use_example)
+available = tokenization.list_tokenizers()
+titles = {name: tokenization.ZOO[name].title for name in available}
+chosen = right.multiselect(
+    "Tokenizers to compare",
+    available,
+    default=[name for name in DEFAULT_CHOICE if name in available],
+    format_func=lambda name: titles.get(name, name),
+    key="tok-zoo",
+    help="Each real model comes with its own tokenizer, learned from its own training text.",
+)
+text = st.text_area("Your text", key="tok-text", height=140)
+show_ids = st.toggle("Show token ids", key="tok-show-ids")
+
+text_ok = False
+if not text:
+    st.info("Type or paste some text above (or pick an example) to see how it is tokenized.")
+elif len(text) > tokenization.MAX_CHARS:
+    st.error(
+        f"This text has {len(text):,} characters; the page accepts at most "
+        f"{tokenization.MAX_CHARS:,}. Paste a shorter piece."
+    )
+else:
+    text_ok = True
+    if tokenization.has_lone_surrogates(text):
+        st.warning("The text holds lone surrogates (broken UTF-16); they are shown as �.")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        st.caption("Control characters are shown as symbols such as ␀ and ␇.")
+
+# --- the zoo ----------------------------------------------------------------------------------
+counts: dict[str, int] = {}
+if text_ok and not chosen:
+    st.info("Choose at least one tokenizer above.")
+if text_ok:
+    for name in chosen:
+        with ui.friendly_errors():
+            with st.spinner(f"Loading {titles[name]}..."):
+                tokenizer = ui.get_tokenizer(name)
+                pieces = _pieces(name, text)
+            if tokenizer is None:
+                continue
+            stats = piece_stats(text, pieces)
+            counts[name] = stats.tokens
+            with st.container(border=True):
+                st.markdown(f"**{titles[name]}** · {tokenization.ZOO[name].algorithm}")
+                a, b, c, d = st.columns(4)
+                a.metric("Tokens", f"{stats.tokens:,}")
+                b.metric("Characters per token", stats.characters_per_token)
+                c.metric("Vocabulary size", f"{tokenizer.vocab_size:,}")
+                d.metric("Unknown tokens", stats.unknown)
+                st.markdown(pieces_html(pieces, show_ids=show_ids), unsafe_allow_html=True)
+                notes = []
+                if stats.fragments:
+                    notes.append(f"{stats.fragments} byte fragments (dashed)")
+                if tokenizer.lowercases:
+                    notes.append("lowercases the text")
+                if tokenizer.adds_prefix_space:
+                    notes.append("adds a space before the text (▁)")
+                special = ", ".join(list(tokenizer.special_tokens)[:4])
+                notes.append(f"{len(tokenizer.special_tokens)} special tokens (e.g. {special})")
+                st.caption(" · ".join(notes))
+
+with st.expander("Why do `Ġ`, `▁` and `·` appear? Why is an emoji several tokens?"):
+    st.markdown(
+        "- **Spaces belong to the next word.** GPT-2 style tokenizers store a space as `Ġ` and "
+        "SentencePiece ones (Llama, Mistral, Gemma) as `▁`; here every space is drawn as `·`, a "
+        "tab as `→` and a newline as `↵`. So ` world` (with its space) is one token.\n"
+        "- **Byte fragments.** Byte-level tokenizers work on UTF-8 bytes. 🚀 is 4 bytes "
+        "(F0 9F 9A 80); if no token holds all four, the emoji is split into pieces that are not "
+        "characters on their own, drawn dashed as `<F0 9F>`.\n"
+        "- **Unknown tokens.** BERT's WordPiece has no bytes to fall back on: characters missing "
+        "from its vocabulary become `[UNK]` (red), and their meaning is lost."
+    )
+
+if len(counts) > 1:
+    order = sorted(counts, key=counts.get)
+    st.plotly_chart(
+        charts.token_count_bars([titles[n] for n in order], [counts[n] for n in order]),
+        key="tok-compare",
+        width="stretch",
+    )
+
+# --- multilingual tax -------------------------------------------------------------------------
+st.header("The multilingual tax")
+st.caption(
+    "The same sentence in several languages. Tokenizers learned mostly from English text need "
+    "more tokens for other scripts, so those users pay more and fit less into the context."
+)
+if chosen:
+    tax: dict[str, dict[str, int]] = {}
+    with ui.friendly_errors():
+        for name in chosen:
+            tax[titles[name]] = {
+                language: len(_pieces(name, sentence))
+                for language, sentence in MULTILINGUAL.items()
+            }
+        st.plotly_chart(charts.multilingual_tax_bars(tax), key="tok-tax", width="stretch")
+    with st.expander("The sentences"):
+        st.table(pd.DataFrame({"sentence": MULTILINGUAL}))
+
+# --- build your own ---------------------------------------------------------------------------
+st.header("Build your own")
+word_tab, char_tab, bpe_tab = st.tabs(["Word-level", "Character-level", "BPE from scratch"])
+
+with word_tab:
+    st.caption(
+        "One id per word of a corpus. Simple, but any word the corpus never contained has no id: "
+        "it becomes `[UNK]` (out of vocabulary), and the vocabulary of a real language is huge."
+    )
+    corpus = st.text_area(
+        "Corpus (one sentence per line)", "\n".join(tokenization.DEFAULT_CORPUS), key="tok-corpus"
+    )
+    c1, c2 = st.columns(2)
+    lowercase = c1.checkbox("Lowercase", value=True, key="tok-word-lower")
+    punctuation = c2.checkbox("Split punctuation", value=True, key="tok-word-punct")
+    word_text = st.text_input("Text to encode", "The quick cat predicts tokens!", key="tok-word-in")
+    words = tokenization.WordTokenizer.from_corpus(
+        corpus, lowercase=lowercase, split_punctuation=punctuation
+    )
+    word_pieces = words.pieces(word_text)
+    st.dataframe(
+        pd.DataFrame(
+            [{"word": p.text, "id": p.id, "in vocabulary": not p.unknown} for p in word_pieces]
+        ),
+        hide_index=True,
+    )
+    oov = words.oov_words(word_text)
+    st.caption(f"Vocabulary: {words.vocab_size} entries ([PAD]=0, [UNK]=1).")
+    if oov:
+        st.warning(f"Out of vocabulary, encoded as [UNK]: {', '.join(oov)}")
+
+with char_tab:
+    st.caption(
+        "One token per character: no unknown words, but long sequences. ASCII-only vocabularies "
+        "lose accents and other scripts; Unicode needs 1.1 million ids; bytes need only 256 ids "
+        "but spend up to 4 tokens per character."
+    )
+    sample = text if text_ok else EXAMPLES["Emoji"]
+    lengths = tokenization.sequence_lengths(sample)
+    labels = ["ASCII characters", "Unicode code points", "UTF-8 bytes"]
+    values = [lengths.ascii, lengths.unicode, lengths.bytes]
+    if counts:
+        labels.append(f"{titles[chosen[0]]} tokens")
+        values.append(counts[chosen[0]])
+    st.plotly_chart(charts.sequence_length_bars(labels, values), key="tok-char", width="stretch")
+    st.caption(f"ASCII unknowns ([UNK]) in your text: {lengths.ascii_unknown}")
+
+with bpe_tab:
+    st.caption(
+        "Byte-pair encoding starts from the 256 bytes and repeatedly glues the most frequent "
+        "neighbouring pair into a new token. Frequent words end up as one token; rare ones stay "
+        "in pieces, and nothing is ever unknown."
+    )
+    source = st.radio(
+        "Training text", ["botchan.txt (a novel, 280 KB)", "My own text"], key="tok-bpe-src"
+    )
+    if source.startswith("botchan"):
+        training = _botchan()
+    else:
+        training = st.text_area("Training text", BPE_SAMPLE * 5, key="tok-bpe-own")
+    vocab_size = st.slider(
+        "Vocabulary size",
+        bpe.MIN_VOCAB,
+        bpe.MAX_VOCAB,
+        1000,
+        step=50,
+        key="tok-bpe-vocab",
+        help="256 single bytes plus one new token per merge.",
+    )
+    if not training.strip():
+        st.info("Paste some training text: BPE learns its merges from it.")
+    else:
+        with ui.friendly_errors():
+            with st.spinner(f"Training BPE to {vocab_size:,} tokens..."):
+                trace = _train(training, vocab_size)
+            if len(trace) < vocab_size - 256:
+                st.info(f"Only {len(trace)} merges were possible: the text is fully merged.")
+            steps = st.slider(
+                "Replay the first N merges", 0, len(trace), len(trace), key="tok-bpe-step"
+            )
+            shown = st.text_input("Sample text", BPE_SAMPLE, key="tok-bpe-sample")
+            replayed = bpe.replay(shown, trace, steps)
+            pieces = byte_pieces(replayed)
+            st.markdown(f"After **{steps}** merges: **{len(replayed)}** tokens")
+            st.markdown(pieces_html(pieces), unsafe_allow_html=True)
+            st.plotly_chart(
+                charts.merge_count_line([s.count for s in trace], steps),
+                key="tok-bpe-counts",
+                width="stretch",
+            )
+            table = pd.DataFrame(
+                [
+                    {
+                        "merge": s.rank + 1,
+                        "new id": s.new_id,
+                        "token": tokenization.visible(s.token.decode("utf-8", errors="replace")),
+                        "count": s.count,
+                    }
+                    for s in trace
+                ]
+            )
+            st.dataframe(table, hide_index=True, height=300)
