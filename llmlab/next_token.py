@@ -67,6 +67,7 @@ class ForwardRecord:
     layer_states: torch.Tensor  # (layers + 1, hidden): embeddings, then each layer, last position
     surprisal: PromptSurprisal
     notice: str | None = None  # set when the prompt was cut to fit the context
+    lens: dict[int, LogitLens] = field(default_factory=dict)  # logit lens, by top-N
 
 
 @dataclass
@@ -459,6 +460,8 @@ def logit_lens(
     states get the norm here; the last row therefore equals the model's real output.
     """
     record = _forward(loaded, prompt, max_tokens)
+    if top in record.lens:
+        return record.lens[top]
     model = loaded.model
     cap = getattr(model.config, "final_logit_softcapping", None)
     norm, head = model.model.norm, model.get_output_embeddings()
@@ -475,11 +478,12 @@ def logit_lens(
     names = ["embeddings"] + [
         f"layer {i}" + (" (output)" if i == last else "") for i in range(1, last + 1)
     ]
-    return LogitLens(
+    record.lens[top] = LogitLens(
         names, top_ids.tolist(),
         [[token_text(loaded.tokenizer, t) for t in row] for row in top_ids.tolist()],
         top_probs.tolist(), probs[:, final_top].tolist(),
     )  # fmt: skip
+    return record.lens[top]
 
 
 def append_token(loaded: LoadedModel, prompt: str, token_id: int) -> str:

@@ -1,8 +1,296 @@
-"""Next-Token page."""
+"""Next-Token page: from a model's scores to probabilities, with every sampling knob live."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
+import torch
 
-from llmlab import ui
+from llmlab import charts, ui
+from llmlab import next_token as nt
 
-ui.page_intro("Next-Token", "A model scores every token in its vocabulary; softmax turns the scores into probabilities, and temperature, top-k and top-p reshape them.")
-st.info("This page is being built. The Home page shows the models and tokenizers available now.")
+EXAMPLES = ["The capital of France is", "Hello my name", "def fibonacci(n):", "Once upon a time"]
+
+ui.page_intro(
+    "Next-Token",
+    "A model reads your text and gives a score (a *logit*) to every token in its vocabulary. "
+    "Softmax turns the scores into probabilities; temperature, top-k, top-p and min-p then "
+    "reshape them before a token is picked. Nothing else happens when a model writes.",
+)
+
+st.session_state.setdefault("nt-prompt", EXAMPLES[0])
+
+
+def _use_example() -> None:
+    choice = st.session_state.get("nt-example")
+    if choice:
+        st.session_state["nt-prompt"] = choice
+
+
+def _append(text: str) -> None:
+    st.session_state["nt-prompt"] = text
+    st.session_state["nt-revealed"] = False
+
+
+top_left, top_right = st.columns([3, 2])
+with top_right:
+    model_name = ui.model_picker("nt-model", "Model")
+    st.pills("Examples", EXAMPLES, key="nt-example", on_change=_use_example)
+with top_left:
+    prompt = st.text_area(
+        "Prompt",
+        key="nt-prompt",
+        height=110,
+        help="The model predicts the token that comes right after the last character.",
+    )
+
+loaded = ui.get_model(model_name)
+if loaded is None:
+    st.stop()
+if prompt == "":
+    st.info("Type a prompt (or pick an example) to see what the model expects next.")
+    st.stop()
+
+with ui.friendly_errors(), st.spinner("Running the model once over your prompt..."):
+    distribution = nt.next_token_distribution(loaded, prompt)
+if "distribution" not in dir():
+    st.stop()
+if distribution.notice:
+    st.warning(distribution.notice, icon=":material/content_cut:")
+
+# --- the knobs -----------------------------------------------------------------------------
+knobs, chart_area = st.columns([1, 3])
+with knobs:
+    st.markdown("**Sampling knobs**")
+    temperature = st.slider(
+        "Temperature", 0.0, 2.0, 1.0, 0.05, key="nt-temperature",
+        help="Divides every logit before softmax. 0 = greedy: always the top token.",
+    )  # fmt: skip
+    st.caption(
+        "Below 1 the favourite gets stronger, above 1 the long tail gets a chance. "
+        "At **0** there is no sampling at all: the most likely token is always taken (greedy)."
+    )
+    top_k = st.slider(
+        "Top-k", 0, 200, 0, 1, key="nt-top-k", help="Keep only the k best tokens. 0 = off."
+    )
+    st.caption("A fixed-size shortlist: the k highest scores survive, whatever their share.")
+    top_p = st.slider(
+        "Top-p (nucleus)", 0.01, 1.0, 1.0, 0.01, key="nt-top-p",
+        help="Keep the smallest set of top tokens whose probabilities add up to p. 1 = off.",
+    )  # fmt: skip
+    st.caption("A shortlist that adapts: few tokens when the model is sure, many when it is not.")
+    min_p = st.slider(
+        "Min-p", 0.0, 1.0, 0.0, 0.01, key="nt-min-p",
+        help="Drop tokens less likely than min-p times the top token. 0 = off.",
+    )  # fmt: skip
+    st.caption("Relative to the favourite: 0.1 drops anything 10x less likely than the top token.")
+    penalty = st.slider(
+        "Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="nt-penalty",
+        help="Pushes down tokens already in the prompt. 1 = off.",
+    )  # fmt: skip
+    shown = st.slider("Tokens shown", 5, 50, 20, 5, key="nt-shown")
+
+with ui.friendly_errors():
+    flow = nt.waterfall(
+        distribution.logits,
+        temperature=temperature,
+        top_k=top_k or None,
+        top_p=top_p,
+        min_p=min_p or None,
+        repetition_penalty=penalty,
+        input_ids=distribution.prompt_ids,
+    )
+    rows = nt.candidates(flow, loaded.tokenizer, shown)
+if "rows" not in dir():
+    st.stop()
+
+labels = [ui.visible_whitespace(r.text) for r in rows]
+guess_mode = st.session_state.get("nt-guess-mode", False)
+hidden = guess_mode and not st.session_state.get("nt-revealed", False)
+
+with chart_area:
+    facts = loaded.facts
+    st.caption(
+        f"{facts.title}: {len(distribution.prompt_ids)} prompt tokens in, one score for each "
+        f"of {facts.vocab_size:,} vocabulary entries out."
+    )
+    st.toggle(
+        "Guess first", key="nt-guess-mode",
+        help="Hide the answer until you have typed what you think comes next.",
+    )  # fmt: skip
+    if hidden:
+        with st.form("nt-guess-form"):
+            st.markdown(f"What comes after **{ui.escape(prompt[-80:])}**?")
+            typed = st.text_input("Your guess", key="nt-guess")
+            if st.form_submit_button("Reveal"):
+                st.session_state["nt-revealed"] = True
+                st.rerun()
+    else:
+        if guess_mode and st.session_state.get("nt-guess", "").strip():
+            with ui.friendly_errors():
+                g = nt.guess(loaded, distribution.probabilities, st.session_state["nt-guess"])
+                piece = "" if g.whole_word else " (its first token)"
+                st.success(
+                    f"Your guess **{ui.escape(g.guess)}**{piece} is token "
+                    f"`{ui.visible_whitespace(g.token_text)}`: the model gave it "
+                    f"**{g.probability:.2%}**, rank **{g.rank:,}** of {facts.vocab_size:,}."
+                )
+        st.plotly_chart(
+            charts.next_token_bars(
+                labels,
+                [r.probability for r in rows],
+                [r.final_probability for r in rows],
+                [r.removed_by for r in rows],
+                title=f"Top {len(rows)} next tokens",
+            ),
+            key="nt-bars",
+        )
+        before, after = flow.before, flow.after
+        m1, m2, m3 = st.columns(3)
+        m1.metric("Tokens still possible", f"{after.survivors:,}", f"of {before.survivors:,}")
+        m2.metric(
+            "Entropy", f"{after.entropy_bits:.2f} bits",
+            f"{after.entropy_bits - before.entropy_bits:+.2f} vs model",
+            delta_color="off", help="How unsure the choice is: 0 bits = only one option.",
+        )  # fmt: skip
+        m3.metric(
+            "Effective choices", f"{after.effective_choices:,.1f}",
+            f"model alone: {before.effective_choices:,.1f}", delta_color="off",
+            help="2^entropy: as unsure as a fair pick among this many tokens.",
+        )  # fmt: skip
+
+if hidden:
+    st.stop()
+
+tab_table, tab_flow, tab_pick, tab_surprise, tab_lens = st.tabs(
+    ["Table", "Waterfall", "Pick the next token", "Surprisal", "Logit lens"]
+)
+with tab_table:
+    st.caption(
+        "Probability is the model's own (temperature 1, no filters); *after filters* is what "
+        "sampling would use. Cumulative adds up the model's probabilities from the top."
+    )
+    table = pd.DataFrame(
+        {
+            "rank": [r.rank for r in rows],
+            "token": labels,
+            "id": [r.token_id for r in rows],
+            "logit": [round(r.logit, 3) for r in rows],
+            "probability": [r.probability for r in rows],
+            "cumulative": [r.cumulative for r in rows],
+            "after filters": [r.final_probability for r in rows],
+            "removed by": [r.removed_by or "" for r in rows],
+        }
+    )
+    st.dataframe(
+        table, hide_index=True, width="stretch", key="nt-table",
+        column_config={
+            c: st.column_config.NumberColumn(format="percent")
+            for c in ("probability", "cumulative", "after filters")
+        },
+    )  # fmt: skip
+
+with tab_flow:
+    st.caption(
+        "The filters run in the same order as in Hugging Face transformers: repetition penalty, "
+        "temperature, top-k, top-p, min-p. Each bar shows what one step left and what it cut."
+    )
+    st.plotly_chart(
+        charts.filter_waterfall(
+            [s.label for s in flow.steps],
+            [s.survivors for s in flow.steps],
+            [s.removed_mass for s in flow.steps],
+            [s.entropy_bits for s in flow.steps],
+        ),
+        key="nt-waterfall",
+    )
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "step": [s.label for s in flow.steps],
+                "tokens left": [s.survivors for s in flow.steps],
+                "removed": [s.removed for s in flow.steps],
+                "mass removed": [round(s.removed_mass, 4) for s in flow.steps],
+                "entropy (bits)": [round(s.entropy_bits, 3) for s in flow.steps],
+                "effective choices": [round(s.effective_choices, 1) for s in flow.steps],
+            }
+        ),
+        hide_index=True, width="stretch", key="nt-flow-table",
+    )  # fmt: skip
+
+with tab_pick:
+    st.caption(
+        "Choose a token to append to the prompt: the model then runs once more and predicts "
+        "the token after it. This is all that text generation is, one token at a time."
+    )
+    options = list(range(len(rows)))
+    pick = st.selectbox(
+        "Candidate", options, key="nt-pick",
+        format_func=lambda i: f"{labels[i]}  ({rows[i].probability:.1%})",
+    )  # fmt: skip
+    c1, c2 = st.columns(2)
+    c1.button(
+        "Append this token", key="nt-append", on_click=_append,
+        args=(nt.append_token(loaded, prompt, rows[pick].token_id),),
+    )  # fmt: skip
+    final = flow.final_probabilities()
+    seed = len(st.session_state.get("nt-prompt", ""))
+    sampled = int(torch.multinomial(final, 1, generator=torch.Generator().manual_seed(seed)))
+    c2.button(
+        "Sample one with these knobs", key="nt-sample", on_click=_append,
+        args=(nt.append_token(loaded, prompt, sampled),),
+        help="Draws a token from the filtered distribution (seeded by the prompt length).",
+    )  # fmt: skip
+
+with tab_surprise:
+    surprisal = nt.prompt_surprisal(loaded, prompt)
+    st.caption(
+        "How surprised the model was by each token of your own prompt: surprisal = "
+        "-log2(probability), in bits. Perplexity = exp(average loss): roughly how many "
+        "tokens the model was choosing between, on average."
+    )
+    scored = [t for t in surprisal.tokens if t.bits is not None]
+    if scored:
+        st.metric("Perplexity", f"{surprisal.perplexity:,.1f}", help="Lower = less surprised.")
+        peak = max(t.bits for t in scored) or 1.0
+        chips = []
+        for t in surprisal.tokens:
+            shade = 0.0 if t.bits is None else min(t.bits / peak, 1.0)
+            tip = "first token" if t.bits is None else (
+                f"p={t.probability:.2%}, rank {t.rank:,}, {t.bits:.2f} bits"
+            )  # fmt: skip
+            chips.append(
+                f"<span title='{ui.escape(tip)}' style='background: rgba(213,94,0,{shade:.2f});"
+                f"border:1px solid #ccc;border-radius:4px;padding:2px 4px;margin:2px;"
+                f"display:inline-block;font-family:monospace'>"
+                f"{ui.escape(ui.visible_whitespace(t.text))}</span>"
+            )
+        st.markdown("".join(chips), unsafe_allow_html=True)
+        st.plotly_chart(
+            charts.surprisal_bars(
+                [ui.visible_whitespace(t.text) for t in surprisal.tokens],
+                [t.bits for t in surprisal.tokens],
+                [t.rank for t in surprisal.tokens],
+            ),
+            key="nt-surprisal",
+        )
+    else:
+        st.info("The prompt has one token only: there is nothing before it to predict it from.")
+
+with tab_lens:
+    st.caption(
+        "The logit lens: after each layer, apply the model's final norm and output layer to "
+        "the hidden state of the last position, as if the model stopped there. Early layers "
+        "guess vaguely; the answer usually takes shape in the last few layers."
+    )
+    with ui.friendly_errors(), st.spinner("Reading every layer..."):
+        lens = nt.logit_lens(loaded, prompt, top=5)
+        st.plotly_chart(
+            charts.logit_lens_heatmap(
+                lens.layers[::-1],
+                [[ui.visible_whitespace(t) for t in row] for row in lens.tokens[::-1]],
+                lens.probabilities[::-1],
+                title="Top 5 tokens read out after each layer (output at the top)",
+            ),
+            key="nt-lens",
+        )
