@@ -55,6 +55,20 @@ def gpt2_skeleton(size: str = "small") -> torch.nn.Module:
     return model.eval()
 
 
+def skeleton_from_folder(folder: str) -> torch.nn.Module:
+    """Any saved model's architecture on the `meta` device, read from its `config.json` only.
+
+    Lets the page compare architectures without loading a single weight.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return model.eval()
+
+
 def is_skeleton(model: torch.nn.Module) -> bool:
     """True when the model has shapes but no weights (built on the `meta` device)."""
     return any(p.is_meta for p in model.parameters())

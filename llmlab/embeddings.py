@@ -315,6 +315,15 @@ def linear_layer(
 # --- static vs contextual embeddings ---------------------------------------------------------------
 
 
+def contains_word(sentence: str, word: str) -> bool:
+    """Whether `word` occurs in `sentence` as a whole word ("bank" is not in "banks").
+
+    >>> contains_word("a river bank", "bank"), contains_word("two banks", "bank")
+    (True, False)
+    """
+    return bool(word) and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", sentence) is not None
+
+
 def _word_positions(tokenizer: Any, sentence: str, word: str) -> tuple[list[int], list[int]]:
     """Ids of `sentence` and the positions of the tokens covering the first whole-word `word`."""
     match = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", sentence)
