@@ -12,6 +12,7 @@ format; it only continues text, so we either give it the text as is or frame it 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -537,4 +538,59 @@ def turn_run(turn: ChatTurn, model_name: str) -> PreparedRun:
     how = f"the conversation ({len(turn.messages)} messages) in the chat template"
     return PreparedRun(
         model_name, "chat", how, turn.rendered.text, turn.rendered.ids, None, turn.rendered
+    )
+
+
+# --- showing what a model sees ------------------------------------------------------------------
+
+SEGMENT_STYLE = {  # Okabe-Ito tints: orange for special tokens, sky blue for template text
+    "special": "background:#E69F00;color:#000;border-radius:3px;padding:0 2px;font-weight:600",
+    "template": "background:#D6EAF8;color:#0b3d62;border-radius:3px",
+    "content": "",
+}
+
+
+def run_segments(prepared: PreparedRun, tokenizer: Any, user_text: str = "") -> list[Segment]:
+    """A prepared run's input as special / template / content stretches, for highlighting.
+
+    The chat template's render is used as is. For other prompts, special tokens the tokenizer
+    adds without showing them in the text (Gemma's <bos>) come first, and the few-shot frame
+    around `user_text` counts as template text.
+    """
+    if prepared.rendered is not None:
+        return list(prepared.rendered.segments)
+    marked = special_ids(tokenizer)
+    segments = []
+    for token_id in prepared.prompt_ids:  # leading special tokens are added, not typed
+        if token_id not in marked:
+            break
+        segments.append(Segment(tokenizer.convert_ids_to_tokens(token_id), "special"))
+    text = prepared.prompt_text
+    found = text.find(user_text.strip()) if user_text.strip() else -1
+    if found < 0 or text == user_text:
+        return [*segments, Segment(text, "content")]
+    end = found + len(user_text.strip())
+    pieces = [(text[:found], "template"), (text[found:end], "content"), (text[end:], "template")]
+    return [*segments, *(Segment(piece, kind) for piece, kind in pieces if piece)]
+
+
+def segments_html(segments: Sequence[Segment]) -> str:
+    """Escaped HTML for segments: special tokens and template text tinted, newlines shown as ↵.
+
+    >>> segments_html([Segment("<|im_end|>", "special"), Segment("<b>", "content")])[-13:]
+    '&lt;b&gt;</pre>'
+    """
+    parts = []
+    for segment in segments:
+        # Escape first, then mark newlines: the user's text can never inject markup.
+        body = html.escape(segment.text, quote=True).replace(
+            "\n", "<span style='opacity:.45'>↵</span>\n"
+        )
+        style = SEGMENT_STYLE.get(segment.kind, "")
+        parts.append(f"<span style='{style}'>{body}</span>" if style else body)
+    return (
+        "<pre style='white-space:pre-wrap;word-break:break-word;font-size:0.9rem;"
+        "line-height:1.6;padding:0.6rem;border:1px solid #ddd;border-radius:6px'>"
+        + "".join(parts)
+        + "</pre>"
     )
