@@ -75,7 +75,7 @@ def piece_stats(text: str, pieces: list[TokenPiece]) -> PieceStats:
     )
 
 
-def pieces_html(pieces: list[TokenPiece], show_ids: bool = False, limit: int = 2000) -> str:
+def pieces_html(pieces: list[TokenPiece], show_ids: bool = False, limit: int = 1000) -> str:
     """Each token as a coloured chip (escaped), whitespace visible, byte fragments dashed."""
     chips = []
     for index, piece in enumerate(pieces[:limit]):
