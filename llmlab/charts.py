@@ -385,6 +385,199 @@ def logit_lens_heatmap(
 
 # --- decoding -----------------------------------------------------------------------------------
 # (section: decoding)
+def probability_color(probability: float) -> str:
+    """A background colour for a token chosen with this probability: vermillion when unlikely,
+    blue when likely, so surprising picks stand out.
+
+    >>> probability_color(1.0), probability_color(0.0)
+    ('rgba(0,114,178,0.45)', 'rgba(213,94,0,0.45)')
+    """
+    p = min(max(float(probability), 0.0), 1.0)
+    low, high = (213, 94, 0), (0, 114, 178)  # CHOSEN (vermillion) -> KEPT (blue)
+    red, green, blue = (round(a + (b - a) * p) for a, b in zip(low, high, strict=True))
+    return f"rgba({red},{green},{blue},0.45)"
+
+
+def token_chips_html(tokens: list[str], probabilities: list[float], labels: list[str]) -> str:
+    """Generated tokens as inline chips coloured by probability, with a hover title on each.
+
+    Token text is HTML-escaped here and whitespace made visible, so a chip is never empty.
+
+    >>> token_chips_html(["<b>"], [0.5], ["step 1"]).count("&lt;b&gt;")
+    1
+    """
+    import html
+
+    chips = []
+    for token, probability, label in zip(tokens, probabilities, labels, strict=True):
+        shown = token.replace(" ", "·").replace("\n", "↵").replace("\t", "→") or "∅"
+        title = f"{label}: p = {probability:.1%}"
+        chips.append(
+            f'<span title="{html.escape(title, quote=True)}" style="background:'
+            f"{probability_color(probability)};border-radius:4px;padding:1px 3px;margin:1px;"
+            'display:inline-block;font-family:monospace;white-space:pre">'
+            f"{html.escape(shown)}</span>"
+        )
+    return '<div style="line-height:2.0">' + "".join(chips) + "</div>"
+
+
+def candidates_figure(candidates: list, chosen_id: int, title: str = "") -> go.Figure:
+    """One step's candidates (`llmlab.decoding.Candidate`) as horizontal bars, best on top.
+
+    Grey: probability before the filters. Blue: after them (0 when a filter removed the token);
+    the chosen token's bar is vermillion. A dashed line marks the filters' cut-off, between the
+    last kept and the first removed candidate.
+
+    >>> from types import SimpleNamespace as C
+    >>> fig = candidates_figure([C(token=" a", token_id=1, prob_before=0.6, prob_after=1.0,
+    ...     kept=True), C(token=" b", token_id=2, prob_before=0.4, prob_after=0.0, kept=False)], 1)
+    >>> [len(trace.y) for trace in fig.data], fig.layout.shapes[0].line.dash
+    ([2, 2], 'dash')
+    """
+    labels = [f"{n + 1}. {c.token!r}" for n, c in enumerate(candidates)]
+    after_colours = [
+        CHOSEN if c.token_id == chosen_id else (KEPT if c.kept else REMOVED) for c in candidates
+    ]
+    hover = [
+        f"{c.token!r} (id {c.token_id})<br>before filters: {c.prob_before:.2%}<br>"
+        f"after filters: {c.prob_after:.2%}<br>{'kept' if c.kept else 'removed'}"
+        + ("<br><b>chosen</b>" if c.token_id == chosen_id else "")
+        for c in candidates
+    ]
+    figure = go.Figure()
+    figure.add_bar(
+        y=labels,
+        x=[c.prob_before for c in candidates],
+        orientation="h",
+        name="before filters",
+        marker_color="#DDDDDD",
+        hovertext=hover,
+        hoverinfo="text",
+    )
+    figure.add_bar(
+        y=labels,
+        x=[c.prob_after for c in candidates],
+        orientation="h",
+        name="after filters (chosen in vermillion)",
+        marker_color=after_colours,
+        hovertext=hover,
+        hoverinfo="text",
+        text=[f"{c.prob_after:.1%}" if c.prob_after > 0 else "removed" for c in candidates],
+        textposition="outside",
+    )
+    # The cut-off: sorted by raw logit, the kept tokens come first, the removed ones after.
+    first_removed = next((n for n, c in enumerate(candidates) if not c.kept), None)
+    if first_removed is not None and first_removed > 0:
+        figure.add_shape(
+            type="line",
+            xref="paper",
+            x0=0,
+            x1=1,
+            y0=first_removed - 0.5,
+            y1=first_removed - 0.5,
+            line={"color": CHOSEN, "dash": "dash", "width": 2},
+        )
+        figure.add_annotation(
+            xref="paper", x=1, y=first_removed - 0.5, text="filter cut-off", showarrow=False,
+            xanchor="right", yanchor="bottom", font={"color": CHOSEN},
+        )  # fmt: skip
+    figure.update_layout(barmode="overlay", bargap=0.25, legend={"orientation": "h", "y": -0.15})
+    figure.update_yaxes(autorange="reversed", type="category")
+    figure.update_xaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    return base_layout(figure, title, height=max(280, 34 * len(candidates) + 120))
+
+
+def beam_tree_figure(
+    steps: list, greedy_tokens: list[str] | None = None, title: str = ""
+) -> go.Figure:
+    """A beam search as a tree: one column per step, one node per continuation considered.
+
+    Blue nodes continue as live beams, grey ones were pruned, green ones ended (end-of-sequence).
+    Hover shows the branch's text and its cumulative log-probability. When ``greedy_tokens`` is
+    given, the greedy path is drawn beneath the tree for comparison.
+
+    >>> from types import SimpleNamespace as B
+    >>> step = B(beams=[B(tokens=[1], text=" a", score=-0.1, kept=True, parent=None,
+    ...     finished=False), B(tokens=[2], text=" b", score=-2.0, kept=False, parent=None,
+    ...     finished=False)])
+    >>> [trace.name for trace in beam_tree_figure([step], [" a"]).data]
+    ['branches', 'pruned', 'live beam', 'greedy path']
+    """
+    edges_x: list[float | None] = []
+    edges_y: list[float | None] = []
+    groups: dict[str, dict[str, list]] = {
+        name: {"x": [], "y": [], "text": [], "hover": []} for name in ("pruned", "live", "finished")
+    }
+    previous_y = [0.0]
+    for level, step in enumerate(steps):
+        beams = step.beams or []
+        ys = [-float(n) for n in range(len(beams))]
+        for beam, y in zip(beams, ys, strict=True):
+            parent_y = previous_y[beam.parent] if beam.parent is not None else 0.0
+            edges_x += [level - 1 if level else -1, level, None]
+            edges_y += [parent_y if level else 0.0, y, None]
+            group = "finished" if beam.finished else ("live" if beam.kept else "pruned")
+            last = beam.text[-12:] if beam.text else ""
+            groups[group]["x"].append(level)
+            groups[group]["y"].append(y)
+            groups[group]["text"].append(repr(last)[1:-1] if beam.tokens else "")
+            groups[group]["hover"].append(
+                f"step {level + 1} · {group}<br>{beam.text!r}<br>log-prob {beam.score:.2f}"
+            )
+        previous_y = ys
+    figure = go.Figure()
+    figure.add_scatter(
+        x=edges_x, y=edges_y, mode="lines", line={"color": "#CCCCCC", "width": 1},
+        hoverinfo="skip", name="branches", showlegend=False,
+    )  # fmt: skip
+    styles = {
+        "pruned": (REMOVED, "pruned"),
+        "live": (KEPT, "live beam"),
+        "finished": (PALETTE[2], "finished"),
+    }
+    for group, values in groups.items():
+        if not values["x"]:
+            continue
+        colour, name = styles[group]
+        figure.add_scatter(
+            x=values["x"], y=values["y"], mode="markers+text", name=name,
+            marker={"color": colour, "size": 11}, text=values["text"], textposition="top center",
+            textfont={"size": 10}, hovertext=values["hover"], hoverinfo="text",
+        )  # fmt: skip
+    figure.add_annotation(x=-1, y=0, text="prompt", showarrow=False, xanchor="right")
+    if greedy_tokens:
+        bottom = min([-(len(s.beams or []) - 1) for s in steps] + [0]) - 1.5
+        figure.add_scatter(
+            x=list(range(len(greedy_tokens))), y=[bottom] * len(greedy_tokens),
+            mode="lines+markers+text", name="greedy path", line={"color": CHOSEN},
+            marker={"color": CHOSEN, "size": 9}, text=[repr(t)[1:-1] for t in greedy_tokens],
+            textposition="bottom center", textfont={"size": 10},
+            hovertext=[f"greedy step {n + 1}: {t!r}" for n, t in enumerate(greedy_tokens)],
+            hoverinfo="text",
+        )  # fmt: skip
+    figure.update_xaxes(title="step", dtick=1, zeroline=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(legend={"orientation": "h", "y": -0.15})
+    return base_layout(figure, title, height=520)
+
+
+def repetition_figure(names: list[str], stats: list) -> go.Figure:
+    """Distinct-1 and distinct-2 per strategy (`llmlab.repetition.RepetitionStats`): low bars
+    mean a text that repeats itself.
+
+    >>> from types import SimpleNamespace as S
+    >>> len(repetition_figure(["greedy"], [S(distinct_1=0.5, distinct_2=0.6)]).data)
+    2
+    """
+    figure = go.Figure()
+    figure.add_bar(x=names, y=[s.distinct_1 for s in stats], name="distinct-1", marker_color=KEPT)
+    figure.add_bar(
+        x=names, y=[s.distinct_2 for s in stats], name="distinct-2", marker_color=PALETTE[1]
+    )
+    figure.update_yaxes(range=[0, 1.05], title="unique / total (1 = no repeats)")
+    figure.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
+    return base_layout(figure, "", height=300)
+
 
 # --- chat vs base -------------------------------------------------------------------------------
 # (section: chat)
