@@ -594,3 +594,15 @@ def segments_html(segments: Sequence[Segment]) -> str:
         + "".join(parts)
         + "</pre>"
     )
+
+
+def legend_html() -> str:
+    """The colour key for `segments_html`, in the same styles."""
+    special, template = SEGMENT_STYLE["special"], SEGMENT_STYLE["template"]
+    return (
+        "<div style='font-size:0.9rem;color:#555'>Exactly the text each model reads. "
+        f"<span style='{special}'>Special tokens</span> are single tokens the tokenizer reserves "
+        "(a chat app never shows them); "
+        f"<span style='{template}'>template text</span> is added around your words; "
+        "plain text is yours. ↵ marks a newline.</div>"
+    )

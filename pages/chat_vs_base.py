@@ -175,11 +175,7 @@ with side_tab:
     chat_model = ui.get_model(chat_name)
     prepared: dict = {}
     st.subheader("What the model actually sees")
-    st.caption(
-        "Exactly the text each model reads. :orange-background[Special tokens] are single "
-        "tokens the tokenizer reserves (you cannot see them in a chat app); "
-        ":blue-background[template text] is added around your words; the rest is yours."
-    )
+    st.html(chat.legend_html())
     seen = st.columns(2)
     for column, loaded, role in ((seen[0], base, "base"), (seen[1], chat_model, "chat")):
         if loaded is None:
@@ -276,14 +272,16 @@ with chat_tab:
             st.markdown(message["content"] or "*(an empty reply)*")
             for notice in message.get("notices", []):
                 st.caption(notice)
+    hint = conversation.empty()
     if not history:
-        conversation.caption("No messages yet. Say hello below.")
+        hint.caption("No messages yet. Say hello below.")
     typed = st.chat_input(
         "Message the chat model", key="cvb-chat-input", disabled=not can_chat, max_chars=20_000
     )
     if typed is not None and can_chat:
         with ui.friendly_errors():
             checked = chat.check_message(typed, loaded.tokenizer)
+            hint.empty()
             if checked.text is None:
                 conversation.info(checked.notices[0], icon=":material/keyboard:")
             else:

@@ -284,3 +284,24 @@ def test_bad_settings(smollm2, settings, pattern):
     prepared = chat.prepare_chat(smollm2, "Hi")
     with pytest.raises(ValueError, match=pattern):
         chat.run(smollm2, prepared, settings)
+
+
+# --- showing what a model sees ------------------------------------------------------------------
+
+
+def test_run_segments_mark_special_template_and_content(gemma, smollm2):
+    prompt = "What is <b>2+2</b>?"
+    base = chat.prepare_base(gemma, prompt)
+    assert chat.run_segments(base, gemma.tokenizer, prompt) == [
+        chat.Segment("<bos>", "special"),
+        chat.Segment(prompt, "content"),
+    ]
+    framed = chat.prepare_base(gemma, prompt, frame="few-shot")
+    segments = chat.run_segments(framed, gemma.tokenizer, prompt)
+    assert [s.kind for s in segments] == ["special", "template", "content", "template"]
+    assert "".join(s.text for s in segments[1:]) == framed.prompt_text
+    templated = chat.prepare_chat(smollm2, prompt)
+    assert chat.run_segments(templated, smollm2.tokenizer, prompt) == templated.rendered.segments
+    html = chat.segments_html(chat.run_segments(templated, smollm2.tokenizer, prompt))
+    assert "<b>" not in html and "&lt;b&gt;2+2&lt;/b&gt;" in html  # user text is escaped
+    assert html.count("&lt;|im_start|&gt;</span>") == 3
