@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import numpy as np
 import regex
 
 _LONE_SURROGATE = regex.compile(r"[\ud800-\udfff]")
@@ -46,13 +47,19 @@ class TokenPiece:
         return "<" + self.data.hex(" ").upper() + ">"
 
 
+# Spaces, tabs and newlines as marks; other control characters (U+0000..U+001F, U+007F) as their
+# Unicode "control picture" (U+2400 + code). One `str.translate` does it all in a single pass.
+_VISIBLE = {code: chr(0x2400 + code) for code in range(32)}
+_VISIBLE |= {ord(" "): "·", ord("\t"): "→", ord("\r"): "␍", ord("\n"): "↵", 127: "␡"}
+
+
 def visible(text: str) -> str:
-    """Spaces, tabs, newlines and other control characters as visible marks."""
-    out = text.replace(" ", "·").replace("\t", "→").replace("\r", "␍").replace("\n", "↵")
-    # Other control characters (U+0000..U+001F, U+007F) as their Unicode "control picture".
-    return "".join(
-        chr(0x2400 + ord(c)) if ord(c) < 32 else "␡" if ord(c) == 127 else c for c in out
-    )
+    """Spaces, tabs, newlines and other control characters as visible marks.
+
+    >>> visible("a b\tc\n\x00")
+    'a·b→c↵␀'
+    """
+    return text.translate(_VISIBLE)
 
 
 def clean_text(text: str) -> str:
@@ -100,6 +107,26 @@ def byte_level_decoder(backend: Any, byte_level: bool) -> Callable[[int], bytes]
     return to_bytes
 
 
+def char_byte_starts(text: str) -> np.ndarray:
+    """Byte offset where each character starts in the text's UTF-8, plus the total at the end.
+
+    A prefix sum of each character's UTF-8 length (1 to 4 bytes; a lone surrogate counts 1, the
+    "?" that `errors="replace"` writes for it).
+
+    >>> char_byte_starts("aé🚀").tolist()
+    [0, 1, 3, 7]
+    """
+    starts = np.zeros(len(text) + 1, dtype=np.int64)
+    if text.isascii():
+        starts[1:] = np.arange(1, len(text) + 1)
+        return starts
+    codes = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    lengths = 1 + (codes >= 0x80) + (codes >= 0x800) + (codes >= 0x10000)
+    lengths -= 2 * ((codes >= 0xD800) & (codes <= 0xDFFF))  # lone surrogate: 3 -> 1
+    np.cumsum(lengths, out=starts[1:])
+    return starts
+
+
 def align(
     text: str, ids: list[int], token_bytes: list[bytes], unknown_id: int | None = None
 ) -> list[TokenPiece]:
@@ -108,26 +135,32 @@ def align(
     SentencePiece tokenizers add a leading space ("▁") that is not in the text: that byte is
     skipped. When the tokens do not spell the text (a normalizing tokenizer), spans are clipped.
     """
-    data = text.encode("utf-8", errors="replace")
-    joined = b"".join(token_bytes)
-    skip = 1 if joined != data and joined == b" " + data else 0
-    char_of = []  # byte index -> index of the character it belongs to
-    boundaries = {0}
-    for index, char in enumerate(text):
-        char_of.extend([index] * len(char.encode("utf-8", errors="replace")))
-        boundaries.add(len(char_of))
-    pieces, position = [], -skip
-    for index, chunk in zip(ids, token_bytes, strict=True):
-        begin = min(max(position, 0), len(data))
-        finish = min(max(position + len(chunk), 0), len(data))
-        position += len(chunk)
-        start = char_of[begin] if begin < len(data) else len(text)
-        end = char_of[finish - 1] + 1 if finish > begin else start
+    size = len(text.encode("utf-8", errors="replace"))
+    starts = char_byte_starts(text)  # (characters + 1,) byte offsets, last one == size
+    lengths = np.fromiter(map(len, token_bytes), dtype=np.int64, count=len(token_bytes))
+    skip = 0
+    if lengths.sum() == size + 1 and b"".join(token_bytes) == b" " + text.encode(errors="replace"):
+        skip = 1
+    # Each token covers bytes [begin, finish) of the text, clipped to the text: all tokens at once.
+    ends = np.cumsum(lengths) - skip
+    begins = np.clip(ends - lengths, 0, size)
+    finishes = np.clip(ends, 0, size)
+    # The character holding byte b is the last one starting at or before b.
+    first = np.searchsorted(starts, begins, side="right") - 1
+    last = np.searchsorted(starts, finishes - 1, side="right")  # last character + 1
+    spans_start = np.where(begins < size, first, len(text))
+    spans_end = np.where(finishes > begins, last, spans_start)
+    # A token has text only when both its ends fall on character boundaries.
+    whole = (starts[np.searchsorted(starts, begins)] == begins) & (
+        starts[np.minimum(np.searchsorted(starts, finishes), len(text))] == finishes
+    )
+    pieces = []
+    for index, chunk, start, end, on_boundaries in zip(
+        ids, token_bytes, spans_start.tolist(), spans_end.tolist(), whole.tolist(), strict=True
+    ):
         try:
-            piece_text: str | None = chunk.decode("utf-8")
+            piece_text = chunk.decode("utf-8") if on_boundaries else None
         except UnicodeDecodeError:
-            piece_text = None
-        if piece_text is not None and (begin not in boundaries or finish not in boundaries):
             piece_text = None
         pieces.append(TokenPiece(index, piece_text, chunk, start, end, index == unknown_id))
     return pieces

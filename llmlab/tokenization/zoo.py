@@ -14,7 +14,11 @@ every fragment carries the span of the character it belongs to.
 from __future__ import annotations
 
 import gzip
+import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from llmlab import assets, registry
@@ -22,6 +26,9 @@ from llmlab.tokenization import _gguf
 from llmlab.tokenization.pieces import TokenPiece, align, byte_level_decoder, clean_text
 
 MAX_CHARS = 100_000
+# Each tokenizer keeps the pieces of its latest texts up to this many characters in all (the
+# least recently used go first; ~4 characters per token, ~250 bytes per piece: ~6 MB at most).
+PIECES_CACHE_CHARS = 100_000
 _SPECIAL = {"<|endoftext|>": 50256}
 _CL100K = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259}
 _CL100K |= {"<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
@@ -98,6 +105,10 @@ class Tokenizer:
     _kind: str = field(repr=False)  # "tiktoken", "hf" or "sentencepiece"
     _token_bytes: Any = field(repr=False, default=None)  # id -> bytes
     unknown_id: int | None = None
+    _recent: OrderedDict[str, list[TokenPiece]] = field(
+        repr=False, compare=False, default_factory=OrderedDict
+    )
+    _lock: threading.Lock = field(repr=False, compare=False, default_factory=threading.Lock)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of the text alone (no BOS/EOS added; special-token text is plain text)."""
@@ -123,19 +134,42 @@ class Tokenizer:
         return self._token_bytes(index)
 
     def pieces(self, text: str) -> list[TokenPiece]:
+        """Each token with its id, text (or bytes) and character span; see the module docstring.
+
+        The latest results are kept (a page redraws the same text many times), keyed by the
+        text itself; the list returned is a fresh copy, so changing it changes nothing here.
+        """
         text = clean_text(_check_text(text))
-        ids = self.encode(text)
+        with self._lock:
+            found = self._recent.get(text)
+            if found is not None:
+                self._recent.move_to_end(text)
+                return list(found)
+        made = self._make_pieces(text)
+        with self._lock:
+            self._recent[text] = made
+            while len(self._recent) > 1 and sum(map(len, self._recent)) > PIECES_CACHE_CHARS:
+                self._recent.popitem(last=False)
+        return list(made)
+
+    def _make_pieces(self, text: str) -> list[TokenPiece]:
         if self._kind == "hf" and self.algorithm == "WordPiece":
             # WordPiece drops spaces and lowercases: the tokens do not spell the text, so the
             # spans come from the tokenizer's own offsets.
             encoding = self._backend.encode(text, add_special_tokens=False)
+            unknown = self.unknown_id
             return [
-                TokenPiece(i, token, token.encode(), start, end, unknown=i == self.unknown_id)
+                TokenPiece(i, token, token.encode(), start, end, i == unknown)
                 for i, token, (start, end) in zip(
                     encoding.ids, encoding.tokens, encoding.offsets, strict=True
                 )
             ]
-        return align(text, ids, [self.token_bytes(i) for i in ids], self.unknown_id)
+        ids = self.encode(text)
+        if self._kind == "tiktoken":
+            chunks = self._backend.decode_tokens_bytes(ids)  # one call into Rust for all ids
+        else:
+            chunks = [self._token_bytes(i) for i in ids]
+        return align(text, ids, chunks, self.unknown_id)
 
     def normalize(self, text: str) -> str:
         """What `decode(encode(text))` gives back: the text itself, except for BERT (lowercased,
@@ -186,15 +220,26 @@ def _from_tiktoken(entry: ZooEntry) -> Tokenizer:
     )
 
 
-def _from_hf(entry: ZooEntry, backend: Any) -> Tokenizer:
-    import json
+def _component(part: Any) -> Any:
+    """One pipeline part (normalizer, pre-tokenizer or decoder) as the JSON tokenizer.json holds.
 
+    Each part serializes on its own: asking the whole tokenizer for its JSON (`to_str()`) would
+    also write out the vocabulary and merges (Gemma 3: 262,144 tokens, 514,906 merges, seconds).
+    """
+    return None if part is None else json.loads(part.__getstate__())
+
+
+def _from_hf(entry: ZooEntry, backend: Any) -> Tokenizer:
     # Some tokenizer.json files switch on padding/truncation (MiniLM pads to 128): a tokenizer
     # shown to students must give exactly the text's tokens, so both are switched off.
     backend.no_padding()
     backend.no_truncation()
-    config = json.loads(backend.to_str())
-    text = json.dumps({k: config.get(k) for k in ("normalizer", "pre_tokenizer", "decoder")})
+    parts = {
+        "normalizer": _component(backend.normalizer),
+        "pre_tokenizer": _component(backend.pre_tokenizer),
+        "decoder": _component(backend.decoder),
+    }
+    text = json.dumps(parts)
     special = {t.content: i for i, t in backend.get_added_tokens_decoder().items() if t.special}
     lowercases = '"lowercase": true' in text or '"Lowercase"' in text
     prefix = '"prepend_scheme": "always"' in text or '"prepend": "\\u2581"' in text
@@ -203,8 +248,9 @@ def _from_hf(entry: ZooEntry, backend: Any) -> Tokenizer:
         or '"prepend": "▁"' in text
         or '"add_prefix_space": true}' in text.split('"decoder"')[0]
     )
-    model = config.get("model", {})
-    unknown = backend.token_to_id(model["unk_token"]) if model.get("unk_token") else None
+    # BPE, WordPiece and WordLevel models name their unknown token (Unigram keeps only its id).
+    unk_token = getattr(backend.model, "unk_token", None)
+    unknown = backend.token_to_id(unk_token) if unk_token else None
     to_bytes = byte_level_decoder(backend, byte_level='"ByteLevel"' in text)
     return Tokenizer(
         entry.name,
@@ -228,6 +274,7 @@ def _from_sentencepiece(entry: ZooEntry) -> Tokenizer:
         model_file=str(assets.pack_path("mistral-tokenizer", "tokenizer.model.v1"))
     )
 
+    @cache
     def to_bytes(index: int) -> bytes:
         piece = processor.id_to_piece(index)
         if processor.is_byte(index):  # "<0xF0>": a raw byte, used when no piece fits
@@ -278,8 +325,8 @@ def _load_entry(entry: ZooEntry) -> Tokenizer:
     return _from_hf(entry, RustTokenizer.from_file(str(_gguf.convert(family))))
 
 
-def _available(entry: ZooEntry) -> bool:
-    if entry.pack is None or not assets.status(entry.pack).verified:
+def _available(entry: ZooEntry, ready: dict[str, bool]) -> bool:
+    if entry.pack is None or not ready.get(entry.pack, False):
         return False
     if entry.model:
         from llmlab import models
@@ -290,7 +337,11 @@ def _available(entry: ZooEntry) -> bool:
 
 def list_tokenizers() -> list[str]:
     """Zoo names that can be loaded now (their offline files are present)."""
-    return [name for name, entry in ZOO.items() if _available(entry)]
+    # One manifest read and one check per pack (several tokenizers share a pack).
+    packs = {pack.name: pack for pack in assets.load_manifest()}
+    needed = {entry.pack for entry in ZOO.values() if entry.pack in packs}
+    ready = {name: assets.status(packs[name]).verified for name in needed}
+    return [name for name, entry in ZOO.items() if _available(entry, ready)]
 
 
 def load(name: str) -> Tokenizer:
