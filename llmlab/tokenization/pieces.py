@@ -56,7 +56,7 @@ _VISIBLE |= {ord(" "): "·", ord("\t"): "→", ord("\r"): "␍", ord("\n"): "↵
 def visible(text: str) -> str:
     """Spaces, tabs, newlines and other control characters as visible marks.
 
-    >>> visible("a b\tc\n\x00")
+    >>> visible("a b\\tc\\n\\x00")
     'a·b→c↵␀'
     """
     return text.translate(_VISIBLE)
