@@ -63,6 +63,15 @@ intro[2].markdown(
 )
 
 base_default, chat_default = registry.default_pair()
+PICKERS = {
+    "cvb-base-model": ("base",),
+    "cvb-chat-model": ("chat",),
+    "cvb-talk-model": ("chat", "base"),
+}
+for _key, _kinds in PICKERS.items():  # restore a choice only while it is still on offer
+    _kept = st.session_state.get(f"_{_key}")
+    if _key not in st.session_state and _kept in ui.model_options(_kinds):
+        st.session_state[_key] = _kept
 pick = st.columns(2)
 with pick[0]:
     base_name = ui.model_picker(
@@ -329,5 +338,6 @@ with chat_tab:
                 )
                 st.html(chat.segments_html(rendered.segments))
 
-for _key in KEPT:
-    st.session_state[f"_{_key}"] = st.session_state[_key]
+for _key in [*KEPT, *PICKERS]:
+    if _key in st.session_state:
+        st.session_state[f"_{_key}"] = st.session_state[_key]

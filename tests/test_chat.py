@@ -229,7 +229,7 @@ def test_chat_model_answers_two_plus_two(smollm2):
 def test_compare_matches_transformers_generate(gemma, smollm2):
     import torch
 
-    settings = chat.DecodingSettings(strategy="greedy", max_new_tokens=6, seed=7)
+    settings = chat.DecodingSettings(strategy="greedy", max_new_tokens=4, seed=7)
     both = chat.compare(gemma, smollm2, "Suggest a party theme.", settings)
     assert both.base.result.settings == both.chat.result.settings
     assert both.base.result.prompt_ids == gemma.tokenizer("Suggest a party theme.")["input_ids"]
@@ -242,7 +242,7 @@ def test_compare_matches_transformers_generate(gemma, smollm2):
     for output, loaded in ((both.base, gemma), (both.chat, smollm2)):
         ids = torch.tensor([output.run.prompt_ids])
         reference = loaded.model.generate(
-            ids, max_new_tokens=6, do_sample=False, attention_mask=torch.ones_like(ids)
+            ids, max_new_tokens=4, do_sample=False, attention_mask=torch.ones_like(ids)
         )[0, ids.shape[1] :].tolist()
         assert output.result.new_ids == reference
         assert len(output.result.steps) == len(reference)

@@ -65,10 +65,16 @@ def test_two_turn_chat_and_bad_input():
 
 def test_base_model_chosen_for_chat_is_explained():
     at = _open()
+    at.text_area(key="cvb-prompt").set_value("Once upon a time").run()
     at.selectbox(key="cvb-talk-model").set_value("gemma-3-270m").run()
     assert not at.exception
     assert any("cannot chat" in warning.value for warning in at.warning)
     assert at.chat_input[0].disabled
+    # Widget values survive a visit to another page.
+    at.switch_page("pages/home.py").run()
+    at.switch_page(PAGE).run()
+    assert at.text_area(key="cvb-prompt").value == "Once upon a time"
+    assert at.selectbox(key="cvb-talk-model").value == "gemma-3-270m"
 
 
 @pytest.mark.browser
