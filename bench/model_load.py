@@ -78,7 +78,9 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, gguf_s, cached_s, ratio, gguf_mb, cached_mb in rows:
-        print(f"{name:<24}{gguf_s:>12.2f}{cached_s:>10.2f}{ratio:>7.1f}x{gguf_mb:>13.0f}{cached_mb:>15.0f}")
+        print(
+            f"{name:<24}{gguf_s:>12.2f}{cached_s:>10.2f}{ratio:>7.1f}x{gguf_mb:>13.0f}{cached_mb:>15.0f}"
+        )
 
 
 if __name__ == "__main__":
