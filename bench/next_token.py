@@ -15,6 +15,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts bench/ first on the path, where bench/tokenizers.py would hide
+# the `tokenizers` package; the project root goes there instead.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 from llmlab import charts, models  # noqa: E402

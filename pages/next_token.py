@@ -63,7 +63,7 @@ knobs, chart_area = st.columns([1, 3])
 with knobs:
     st.markdown("**Sampling knobs**")
     temperature = st.slider(
-        "Temperature", 0.0, 2.0, 1.0, 0.05, key="nt-temperature",
+        "Temperature", 0.0, 2.0, 0.8, 0.05, key="nt-temperature",
         help="Divides every logit before softmax. 0 = greedy: always the top token.",
     )  # fmt: skip
     st.caption(
@@ -75,7 +75,7 @@ with knobs:
     )
     st.caption("A fixed-size shortlist: the k highest scores survive, whatever their share.")
     top_p = st.slider(
-        "Top-p (nucleus)", 0.01, 1.0, 1.0, 0.01, key="nt-top-p",
+        "Top-p (nucleus)", 0.01, 1.0, 0.9, 0.01, key="nt-top-p",
         help="Keep the smallest set of top tokens whose probabilities add up to p. 1 = off.",
     )  # fmt: skip
     st.caption("A shortlist that adapts: few tokens when the model is sure, many when it is not.")
@@ -147,15 +147,19 @@ with chart_area:
         )
         before, after = flow.before, flow.after
         m1, m2, m3 = st.columns(3)
-        m1.metric("Tokens still possible", f"{after.survivors:,}", f"of {before.survivors:,}")
+        m1.metric(
+            "Tokens still possible", f"{after.survivors:,}", f"of {before.survivors:,}",
+            delta_color="off", delta_arrow="off",
+        )  # fmt: skip
         m2.metric(
             "Entropy", f"{after.entropy_bits:.2f} bits",
             f"{after.entropy_bits - before.entropy_bits:+.2f} vs model",
-            delta_color="off", help="How unsure the choice is: 0 bits = only one option.",
+            delta_color="off", delta_arrow="off",
+            help="How unsure the choice is: 0 bits = only one option.",
         )  # fmt: skip
         m3.metric(
             "Effective choices", f"{after.effective_choices:,.1f}",
-            f"model alone: {before.effective_choices:,.1f}", delta_color="off",
+            f"model alone: {before.effective_choices:,.1f}", delta_color="off", delta_arrow="off",
             help="2^entropy: as unsure as a fair pick among this many tokens.",
         )  # fmt: skip
 
@@ -287,9 +291,9 @@ with tab_lens:
         lens = nt.logit_lens(loaded, prompt, top=5)
         st.plotly_chart(
             charts.logit_lens_heatmap(
-                lens.layers[::-1],
-                [[ui.visible_whitespace(t) for t in row] for row in lens.tokens[::-1]],
-                lens.probabilities[::-1],
+                lens.layers,  # the first row is drawn at the bottom: input low, output high
+                [[ui.visible_whitespace(t) for t in row] for row in lens.tokens],
+                lens.probabilities,
                 title="Top 5 tokens read out after each layer (output at the top)",
             ),
             key="nt-lens",
