@@ -8,6 +8,8 @@ import streamlit as st
 from llmlab import architecture as arch
 from llmlab import charts, models, registry, ui
 from llmlab import embeddings as emb
+from llmlab import forward_pass as fp
+from llmlab import parameters as params
 
 # Prompts traced on this page are cut here too: a heatmap of more tokens is unreadable, and
 # attention grows with the square of the length.
@@ -34,7 +36,7 @@ def structure(name: str):
     model = skeleton(name)
     tree = arch.module_tree(model)
     return (
-        arch.parameter_breakdown(model),
+        params.parameter_breakdown(model),
         arch.architecture_summary(model, name),
         arch.module_outline_html(tree),
     )
@@ -43,13 +45,13 @@ def structure(name: str):
 @st.cache_data(show_spinner=False, max_entries=16)
 def trace(name: str, text: str):
     loaded = ui.get_model(name)
-    return emb.forward_trace(loaded.model, loaded.tokenizer, text, max_tokens=limit(name))
+    return fp.forward_trace(loaded.model, loaded.tokenizer, text, max_tokens=limit(name))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def attention(name: str, text: str, layer: int):
     loaded = ui.get_model(name)
-    return emb.attention_maps(loaded.model, loaded.tokenizer, text, layer, limit(name))
+    return fp.attention_maps(loaded.model, loaded.tokenizer, text, layer, limit(name))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -89,7 +91,7 @@ else:  # a Hub model: its config comes with the weights
     loaded = ui.get_model(name)
     if loaded is None:
         st.stop()
-    breakdown = arch.parameter_breakdown(loaded.model)
+    breakdown = params.parameter_breakdown(loaded.model)
     summary = arch.architecture_summary(loaded.model, name)
     outline = arch.module_outline_html(arch.module_tree(loaded.model))
 
@@ -140,10 +142,10 @@ with tabs[0]:
     table = pd.DataFrame(breakdown.table())
     st.dataframe(table, hide_index=True, width="stretch", height=320)
     st.subheader("Memory for the weights")
-    st.plotly_chart(charts.memory_bars(arch.memory_by_dtype(breakdown.total)), key="arch-memory")
+    st.plotly_chart(charts.memory_bars(params.memory_by_dtype(breakdown.total)), key="arch-memory")
     st.caption(
         "Weights only. Running also needs room for activations, and generating text keeps a "
-        f"key/value cache: {arch.human_bytes(arch.kv_cache_bytes(summary, 1000))} per 1,000 "
+        f"key/value cache: {params.human_bytes(arch.kv_cache_bytes(summary, 1000))} per 1,000 "
         "tokens in bf16 for this model."
     )
 
@@ -298,7 +300,7 @@ with tabs[4]:
         pd.DataFrame({"x1": [2.0], "x2": [1.0], "x3": [3.0]}), key="arch-linear-x", width="stretch"
     )
     with ui.friendly_errors():
-        example = emb.linear_layer(
+        example = fp.linear_layer(
             grid[["x1", "x2", "x3"]].astype(float).values.tolist(),
             inputs.iloc[0].astype(float).tolist(),
             grid["b"].astype(float).tolist(),

@@ -3,12 +3,16 @@ a traced forward pass, attention equal to transformers' own eager attention, emb
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 
 from llmlab import architecture as arch
 from llmlab import embeddings as emb
+from llmlab import forward_pass as fp
+from llmlab import parameters as params
 
 GPT2_TOTALS = {
     "small": 124_439_808,
@@ -18,9 +22,15 @@ GPT2_TOTALS = {
 }
 
 
+@functools.cache
+def gpt2(size: str):
+    """One skeleton per size for the whole module (read only)."""
+    return arch.gpt2_skeleton(size)
+
+
 @pytest.fixture(scope="module", params=list(GPT2_TOTALS))
 def skeleton(request):
-    return request.param, arch.gpt2_skeleton(request.param)
+    return request.param, gpt2(request.param)
 
 
 def test_gpt2_skeleton_totals_are_exact(skeleton):
@@ -30,7 +40,7 @@ def test_gpt2_skeleton_totals_are_exact(skeleton):
 
 
 def _check_breakdown(model):
-    breakdown = arch.parameter_breakdown(model)
+    breakdown = params.parameter_breakdown(model)
     total = sum(p.numel() for p in model.parameters())
     assert breakdown.total == total
     assert sum(row.parameters for row in breakdown.rows) == total
@@ -81,12 +91,12 @@ def test_breakdown_of_offline_models_adds_up(fixture, request):
 
 
 def test_memory_by_dtype_for_gpt2_small():
-    rows = {row.dtype: row for row in arch.memory_by_dtype(GPT2_TOTALS["small"])}
+    rows = {row.dtype: row for row in params.memory_by_dtype(GPT2_TOTALS["small"])}
     assert round(rows["fp32"].megabytes) == 498
     assert rows["bf16 / fp16"].bytes == 2 * GPT2_TOTALS["small"]
     assert rows["int4"].bytes == GPT2_TOTALS["small"] // 2
     with pytest.raises(ValueError, match="parameters=-1"):
-        arch.memory_by_dtype(-1)
+        params.memory_by_dtype(-1)
 
 
 def test_gpt2_size_must_be_known():
@@ -95,7 +105,7 @@ def test_gpt2_size_must_be_known():
 
 
 def test_summary_gpt2():
-    summary = arch.architecture_summary(arch.gpt2_skeleton("small"))
+    summary = arch.architecture_summary(gpt2("small"))
     assert (summary.normalization, summary.positions, summary.attention) == (
         "LayerNorm",
         "learned",
@@ -153,74 +163,105 @@ AWKWARD = ["Hi", "🙂 emoji", "안녕하세요 세계", "def f(x):\n    return 
 
 @pytest.mark.parametrize("text", AWKWARD, ids=["short", "emoji", "korean", "code", "long"])
 def test_prompt_labels_every_token(smollm2, text):
-    prompt = emb.prepare_prompt(smollm2.tokenizer, text, 8192)
+    prompt = fp.prepare_prompt(smollm2.tokenizer, text, 8192)
     assert prompt.ids == smollm2.tokenizer(text)["input_ids"] and not prompt.truncated
     assert len(prompt.tokens) == len(prompt.ids) and all(prompt.tokens)
 
 
-@pytest.mark.parametrize(
-    "text", ["🙂 안녕 def f(x): return x", "word " * 40], ids=["mixed", "long"]
-)
-def test_forward_trace_shapes_follow_the_config(smollm2, text):
-    trace = emb.forward_trace(smollm2.model, smollm2.tokenizer, text)
+# Emoji, Korean, code and a repeated word in one short prompt: every test below reuses its trace.
+TRACED = "🙂 안녕 def f(x): return x x x"
+
+
+@pytest.fixture(scope="module")
+def traced(smollm2):
+    """The trace of TRACED, and the logits of a plain forward pass as the reference."""
+    trace = fp.forward_trace(smollm2.model, smollm2.tokenizer, TRACED)
+    logits = smollm2.model(input_ids=torch.tensor([trace.prompt.ids])).logits
+    return trace, logits
+
+
+def test_forward_trace_shapes_follow_the_config(smollm2, traced):
+    trace, _ = traced
     config = smollm2.model.config
-    length = len(smollm2.tokenizer(text)["input_ids"])
+    length = len(smollm2.tokenizer(TRACED)["input_ids"])
     flow = trace.flow()
     assert [s.name for s in flow][0] == "model.embed_tokens"
     assert len([s for s in flow if ".layers." in s.name]) == config.num_hidden_layers
     assert flow[-1].name == "lm_head" and flow[-1].shape == (1, length, config.vocab_size)
     assert all(s.shape == (1, length, config.hidden_size) for s in flow[:-1])
     assert [s.order for s in trace.steps] == sorted(s.order for s in trace.steps)
-    # The logits recorded by the hook are the model's own: compare the top guess.
-    logits = smollm2.model(input_ids=torch.tensor([trace.prompt.ids])).logits[0, -1]
-    best = smollm2.tokenizer.decode([int(logits.argmax())])
-    assert trace.next_tokens[0][0] in (
-        best,
-        emb.token_label(smollm2.tokenizer, int(logits.argmax())),
-    )
+
+
+def test_forward_trace_records_the_models_own_logits(smollm2, traced):
+    trace, logits = traced
+    head = trace.flow()[-1]
+    assert head.mean == pytest.approx(logits.mean().item(), rel=1e-4, abs=1e-5)
+    assert head.std == pytest.approx(logits.std().item(), rel=1e-4)
+    assert head.max_abs == pytest.approx(logits.abs().max().item(), rel=1e-4)
+    best = int(logits[0, -1].argmax())
+    assert trace.next_tokens[0][0] == fp.token_label(smollm2.tokenizer, best)
+    probabilities = torch.softmax(logits[0, -1], dim=-1)
+    assert trace.next_tokens[0][1] == pytest.approx(probabilities[best].item(), rel=1e-4)
 
 
 def test_forward_trace_gemma_and_cut(gemma):
-    trace = emb.forward_trace(gemma.model, gemma.tokenizer, "one two three four five", max_tokens=3)
+    trace = fp.forward_trace(gemma.model, gemma.tokenizer, "one two three four five", max_tokens=3)
     assert trace.prompt.truncated and trace.prompt.ids[0] == gemma.tokenizer.bos_token_id
     assert trace.flow()[-1].shape == (1, 3, 262144)
 
 
 def test_prompt_longer_than_context_is_cut(smollm2):
     text = "tok " * 9000  # > 8,192 tokens
-    prompt = emb.prepare_prompt(smollm2.tokenizer, text, emb.context_length(smollm2.model))
+    prompt = fp.prepare_prompt(smollm2.tokenizer, text, fp.context_length(smollm2.model))
     assert prompt.truncated and len(prompt.ids) == 8192 and prompt.original_length > 8192
 
 
 def test_empty_prompt_and_skeleton_are_refused(smollm2):
     with pytest.raises(ValueError, match="text=''"):
-        emb.forward_trace(smollm2.model, smollm2.tokenizer, "")
+        fp.forward_trace(smollm2.model, smollm2.tokenizer, "")
     with pytest.raises(ValueError, match="skeleton"):
-        emb.forward_trace(arch.gpt2_skeleton("small"), smollm2.tokenizer, "Hi")
+        fp.forward_trace(gpt2("small"), smollm2.tokenizer, "Hi")
 
 
-@pytest.mark.parametrize("fixture, layer", [("smollm2", 0), ("smollm2", 29), ("gemma", 5)])
-def test_attention_maps_equal_eager_attention(fixture, layer, request):
+ATTENDED = "The cat sat on the mat because it"
+
+
+def _eager_attentions(loaded):
+    """Reference: transformers' own eager attention with output_attentions, every layer."""
+    ids = loaded.tokenizer(ATTENDED)["input_ids"]
+    loaded.model.set_attn_implementation("eager")
+    try:
+        return loaded.model(input_ids=torch.tensor([ids]), output_attentions=True).attentions
+    finally:
+        loaded.model.set_attn_implementation("sdpa")
+
+
+@pytest.fixture(scope="module")
+def eager_attentions(smollm2, gemma):
+    return {"smollm2": _eager_attentions(smollm2), "gemma": _eager_attentions(gemma)}
+
+
+@pytest.mark.parametrize(
+    "fixture, layer", [("smollm2", 0), ("smollm2", 29), ("gemma", 0), ("gemma", 17)]
+)
+def test_attention_maps_equal_eager_attention(fixture, layer, request, eager_attentions):
     loaded = request.getfixturevalue(fixture)
-    text = "The cat sat on the mat because it was warm"
-    maps = emb.attention_maps(loaded.model, loaded.tokenizer, text, layer)
+    hooks = sum(len(m._forward_hooks) for m in loaded.model.modules())
+    maps = fp.attention_maps(loaded.model, loaded.tokenizer, ATTENDED, layer)
     heads = loaded.model.config.num_attention_heads
     length = len(maps.prompt.ids)
     assert maps.weights.shape == (heads, length, length)
     np.testing.assert_allclose(maps.weights.sum(-1), 1.0, atol=1e-5)
     assert np.all(np.triu(maps.weights, k=1) == 0)  # causal: nothing from the future
-    assert loaded.model.config._attn_implementation == "sdpa"  # the shared model is untouched
-    # Reference: transformers' own eager attention with output_attentions.
-    loaded.model.set_attn_implementation("eager")
-    try:
-        out = loaded.model(input_ids=torch.tensor([maps.prompt.ids]), output_attentions=True)
-    finally:
-        loaded.model.set_attn_implementation("sdpa")
-    np.testing.assert_allclose(maps.weights, out.attentions[layer][0].numpy(), atol=1e-5)
+    # The shared model is untouched: same attention code, no hook left behind.
+    assert loaded.model.config._attn_implementation == "sdpa"
+    assert sum(len(m._forward_hooks) for m in loaded.model.modules()) == hooks
+    reference = eager_attentions[fixture][layer][0].numpy()
+    np.testing.assert_allclose(maps.weights, reference, atol=1e-5)
 
 
 def test_sliding_window_mask():
-    mask = emb.causal_mask(5, 2, torch.float32)[0, 0]
+    mask = fp.causal_mask(5, 2, torch.float32)[0, 0]
     allowed = (mask == 0).int().tolist()
     assert allowed == [
         [1, 0, 0, 0, 0],
@@ -233,21 +274,21 @@ def test_sliding_window_mask():
 
 def test_attention_layer_out_of_range(smollm2):
     with pytest.raises(ValueError, match="layer=30 .*0 to 29"):
-        emb.attention_maps(smollm2.model, smollm2.tokenizer, "Hi", 30)
+        fp.attention_maps(smollm2.model, smollm2.tokenizer, "Hi", 30)
 
 
 def test_linear_layer_matches_torch():
     weights, inputs, bias = [[1.5, -2.0, 0.0], [0.25, 1.0, 3.0]], [2.0, 1.0, -1.0], [0.5, -1.0]
-    example = emb.linear_layer(weights, inputs, bias)
+    example = fp.linear_layer(weights, inputs, bias)
     reference = torch.nn.functional.linear(
         torch.tensor(inputs), torch.tensor(weights), torch.tensor(bias)
     )
     assert example.outputs == pytest.approx(reference.tolist())
     assert example.steps[0] == "y0 = 1.5·2 + -2·1 + 0·-1 + 0.5 = 1.5"
     with pytest.raises(ValueError, match="inputs=.*3 numbers"):
-        emb.linear_layer(weights, [1.0], bias)
+        fp.linear_layer(weights, [1.0], bias)
     with pytest.raises(ValueError, match="bias=.*2 numbers"):
-        emb.linear_layer(weights, inputs, [1.0])
+        fp.linear_layer(weights, inputs, [1.0])
 
 
 @pytest.mark.parametrize("fixture", ["smollm2", "gemma"])
