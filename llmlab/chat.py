@@ -490,7 +490,8 @@ class RunStream:
                 finish_reason="stopped",
                 notices=[
                     *result.notices,
-                    f"Stopped at {stop!r}: the base model began writing the user's next line.",
+                    f"Stopped where a new {stop.strip()!r} line began: the base model was about "
+                    "to write the user's next message too (it only continues the text).",
                 ],
             )
         elif len(result.text) > shown:

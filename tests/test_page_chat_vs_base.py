@@ -49,8 +49,11 @@ def test_two_turn_chat_and_bad_input():
     assert any("empty" in info.value for info in at.info)
     at.chat_input[0].set_value("What is 2+2?").run()
     assert not at.exception
+    # A tiny token budget: the first exchange no longer fits and is dropped, with a notice.
+    at.number_input(key="cvb-budget").set_value(64).run()
     at.chat_input[0].set_value("And what is 3+3?").run()
     assert not at.exception and not at.error
+    assert any("oldest 2 messages were left out" in w.value for w in at.warning)
     history = at.session_state["cvb-history"]
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     assert history[0]["content"] == "What is 2+2?" and history[1]["content"]
