@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from llmlab import assets, charts, tokenization, ui
@@ -11,6 +12,7 @@ from llmlab.tokenization.samples import (
     CSS,
     EXAMPLES,
     MULTILINGUAL,
+    PieceStats,
     byte_pieces,
     piece_stats,
     pieces_html,
@@ -20,10 +22,46 @@ DEFAULT_CHOICE = ["gpt2", "cl100k_base", "llama-spm", "bert-wordpiece"]
 BPE_SAMPLE = "The tokenizer learns its vocabulary from text; unbelievable words split apart."
 
 
+# Results are cached per (tokenizer, text): a change of the text recomputes each tokenizer once,
+# and any other widget (the ids toggle, the BPE tab) reuses them. Only small results (counts and
+# one HTML string per tokenizer) go through `cache_data`, which copies what it returns.
 @st.cache_data(show_spinner=False, max_entries=256)
-def _pieces(name: str, text: str) -> list[tokenization.TokenPiece]:
+def _view(name: str, text: str, show_ids: bool) -> tuple[PieceStats, str]:
     tokenizer = ui.get_tokenizer(name)
-    return [] if tokenizer is None else tokenizer.pieces(text)
+    pieces = [] if tokenizer is None else tokenizer.pieces(text)
+    return piece_stats(text, pieces), pieces_html(pieces, show_ids=show_ids)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _tax_counts(name: str) -> dict[str, int]:
+    tokenizer = ui.get_tokenizer(name)
+    if tokenizer is None:
+        return {}
+    return {
+        language: len(tokenizer.encode(sentence)) for language, sentence in MULTILINGUAL.items()
+    }
+
+
+# Figures are kept as objects (`cache_resource`): Plotly spends tens of milliseconds building
+# each one, and `st.plotly_chart` only reads them.
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _count_figure(titles: tuple[str, ...], counts: tuple[int, ...]) -> go.Figure:
+    return charts.token_count_bars(list(titles), list(counts))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _tax_figure(rows: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]) -> go.Figure:
+    return charts.multilingual_tax_bars({title: dict(counts) for title, counts in rows})
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _length_figure(labels: tuple[str, ...], values: tuple[int, ...]) -> go.Figure:
+    return charts.sequence_length_bars(list(labels), list(values))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _merge_figure(counts: tuple[int, ...], steps: int) -> go.Figure:
+    return charts.merge_count_line(list(counts), steps)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -88,10 +126,9 @@ if text_ok:
         with ui.friendly_errors():
             with st.spinner(f"Loading {titles[name]}..."):
                 tokenizer = ui.get_tokenizer(name)
-                pieces = _pieces(name, text)
-            if tokenizer is None:
-                continue
-            stats = piece_stats(text, pieces)
+                if tokenizer is None:
+                    continue
+                stats, chips = _view(name, text, show_ids)
             counts[name] = stats.tokens
             with st.container(border=True):
                 st.markdown(f"**{titles[name]}** · {tokenization.ZOO[name].algorithm}")
@@ -100,7 +137,7 @@ if text_ok:
                 b.metric("Characters per token", stats.characters_per_token)
                 c.metric("Vocabulary size", f"{tokenizer.vocab_size:,}")
                 d.metric("Unknown tokens", stats.unknown)
-                st.markdown(pieces_html(pieces, show_ids=show_ids), unsafe_allow_html=True)
+                st.markdown(chips, unsafe_allow_html=True)
                 notes = []
                 if stats.fragments:
                     notes.append(f"{stats.fragments} byte fragments (dashed)")
@@ -127,7 +164,7 @@ with st.expander("Why do `Ġ`, `▁` and `·` appear? Why is an emoji several to
 if len(counts) > 1:
     order = sorted(counts, key=counts.get)
     st.plotly_chart(
-        charts.token_count_bars([titles[n] for n in order], [counts[n] for n in order]),
+        _count_figure(tuple(titles[n] for n in order), tuple(counts[n] for n in order)),
         key="tok-compare",
         width="stretch",
     )
@@ -139,14 +176,9 @@ st.caption(
     "more tokens for other scripts, so those users pay more and fit less into the context."
 )
 if chosen:
-    tax: dict[str, dict[str, int]] = {}
     with ui.friendly_errors():
-        for name in chosen:
-            tax[titles[name]] = {
-                language: len(_pieces(name, sentence))
-                for language, sentence in MULTILINGUAL.items()
-            }
-        st.plotly_chart(charts.multilingual_tax_bars(tax), key="tok-tax", width="stretch")
+        rows = tuple((titles[name], tuple(_tax_counts(name).items())) for name in chosen)
+        st.plotly_chart(_tax_figure(rows), key="tok-tax", width="stretch")
     with st.expander("The sentences"):
         st.table(pd.DataFrame({"sentence": MULTILINGUAL}))
 
@@ -194,7 +226,7 @@ with char_tab:
     if counts:
         labels.append(f"{titles[chosen[0]]} tokens")
         values.append(counts[chosen[0]])
-    st.plotly_chart(charts.sequence_length_bars(labels, values), key="tok-char", width="stretch")
+    st.plotly_chart(_length_figure(tuple(labels), tuple(values)), key="tok-char", width="stretch")
     st.caption(f"ASCII unknowns ([UNK]) in your text: {lengths.ascii_unknown}")
 
 with bpe_tab:
@@ -236,7 +268,7 @@ with bpe_tab:
             st.markdown(f"After **{steps}** merges: **{len(replayed)}** tokens")
             st.markdown(pieces_html(pieces), unsafe_allow_html=True)
             st.plotly_chart(
-                charts.merge_count_line([s.count for s in trace], steps),
+                _merge_figure(tuple(s.count for s in trace), steps),
                 key="tok-bpe-counts",
                 width="stretch",
             )
