@@ -68,10 +68,11 @@ def test_browser_temperature_changes_the_chart(page, app_url, screenshots_dir):
     for _ in range(8):
         page.keyboard.press("ArrowLeft")  # 1.0 -> 0.6
     wait_for_app(page)
+    # Bars are re-scaled to the tallest one, so compare every bar, not just the first.
     page.wait_for_function(
-        "old => { const p = document.querySelector('.js-plotly-plot g.point path');"
-        " return p && p.getAttribute('d') !== old; }",
-        arg=first[0],
+        "old => [...document.querySelectorAll('.js-plotly-plot')[0]"
+        ".querySelectorAll('g.point path')].map(e => e.getAttribute('d')).join('|') !== old",
+        arg="|".join(first),
         timeout=60_000,
     )
     assert heights() != first
