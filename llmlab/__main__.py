@@ -44,10 +44,19 @@ def status_table(deep: bool = False) -> str:
     for item in assets.status_all(deep=deep):
         problems = "; ".join(f.problem for f in item.files if f.problem and f.present)
         rows.append(
-            (item.pack.name, item.pack.kind, assets.human_size(item.pack.size), item.state, problems)
+            (
+                item.pack.name,
+                item.pack.kind,
+                assets.human_size(item.pack.size),
+                item.state,
+                problems,
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append(f"cache: {assets.cache_dir()}")
     return "\n".join(lines)

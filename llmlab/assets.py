@@ -14,6 +14,7 @@ moves them into place, so an interrupted fetch never leaves a file that later pa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -219,7 +220,9 @@ def _file_status(pack: Pack, spec: PackFile, deep: bool = False) -> FileStatus:
         return FileStatus(spec.name, False, False, "missing")
     size = path.stat().st_size
     if size != spec.size:
-        return FileStatus(spec.name, True, False, f"{spec.name}: {size} bytes, expected {spec.size}")
+        return FileStatus(
+            spec.name, True, False, f"{spec.name}: {size} bytes, expected {spec.size}"
+        )
     stamp = _stamp_path(path)
     if not deep and stamp.is_file():
         try:
@@ -231,10 +234,9 @@ def _file_status(pack: Pack, spec: PackFile, deep: bool = False) -> FileStatus:
     digest = sha256_file(path)
     if digest != spec.sha256:
         return FileStatus(spec.name, True, False, f"{spec.name}: sha256 mismatch")
-    try:
+    # A read-only cache still verifies, only more slowly (no stamp).
+    with contextlib.suppress(OSError):
         stamp.write_text(json.dumps({"sha256": spec.sha256, "stat": _stat_key(path)}))
-    except OSError:
-        pass  # a read-only cache still verifies, only more slowly
     return FileStatus(spec.name, True, True)
 
 
@@ -277,7 +279,9 @@ def _pip_download(artifact: Artifact, into: Path) -> Path:
         str(into),
         artifact.requirement,
     ]
-    command += ["--only-binary", ":all:"] if artifact.format == "wheel" else ["--no-binary", ":all:"]
+    command += (
+        ["--only-binary", ":all:"] if artifact.format == "wheel" else ["--no-binary", ":all:"]
+    )
     env = dict(os.environ, PIP_RETRIES=os.environ.get("PIP_RETRIES", "2"))
     try:
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
@@ -299,12 +303,12 @@ class _ArchiveReader:
 
     def __init__(self, path: Path):
         self.path = path
-        if path.suffix == ".whl" or path.suffix == ".zip":
+        if path.suffix in (".whl", ".zip"):
             self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
             self._tar: tarfile.TarFile | None = None
         else:
             self._zip = None
-            self._tar = tarfile.open(path, "r:*")
+            self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
 
     def open(self, member: str):
         try:
@@ -396,7 +400,7 @@ def fetch(pack: Pack | str, progress: Progress | None = None, deep: bool = False
 
 def _fetch(pack: Pack, report: Progress, deep: bool) -> PackStatus:
     current = status(pack, deep)
-    todo = [spec for spec, st in zip(pack.files, current.files) if not st.verified]
+    todo = [spec for spec, st in zip(pack.files, current.files, strict=True) if not st.verified]
     if not todo:
         report(1.0, f"{pack.name}: verified")
         return current

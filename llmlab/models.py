@@ -86,9 +86,9 @@ def is_converted(name: str) -> bool:
         recorded = json.loads(stamp.read_text())
     except (OSError, ValueError):
         return False
-    return recorded.get("format") == CONVERSION_FORMAT and recorded.get("source_sha256") == _source_sha(
-        spec
-    )
+    return recorded.get("format") == CONVERSION_FORMAT and recorded.get(
+        "source_sha256"
+    ) == _source_sha(spec)
 
 
 def convert(name: str, progress: assets.Progress | None = None) -> Path:
@@ -205,9 +205,7 @@ def _facts(spec: ModelSpec, model: Any, tokenizer: Any, dtype: str, location: st
     )
 
 
-def load(
-    name: str, dtype: str = "float32", progress: assets.Progress | None = None
-) -> LoadedModel:
+def load(name: str, dtype: str = "float32", progress: assets.Progress | None = None) -> LoadedModel:
     """Load a model by name (offline pack or Hub id) in eval mode with gradients off.
 
     Raises ValueError for an unknown name or dtype, ModelLoadError when loading fails (pack

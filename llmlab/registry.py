@@ -1,8 +1,8 @@
 """Names -> sources for the lab's models: an offline pack or a Hugging Face Hub id.
 
-    >>> spec = resolve_model("smollm2-135m-instruct")
-    >>> spec.kind, spec.source
-    ('chat', 'offline')
+>>> spec = resolve_model("smollm2-135m-instruct")
+>>> spec.kind, spec.source
+('chat', 'offline')
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
     from llmlab import models
 
     first_time = spec.source == "offline" and not models.is_converted(spec.name)
-    label = f"Loading {spec.title}" + (" (first time: converting GGUF, ~1 min)" if first_time else "")
+    label = f"Loading {spec.title}" + (
+        " (first time: converting GGUF, ~1 min)" if first_time else ""
+    )
     try:
         with st.spinner(label + "..."):
             return _cached_model(spec.name, dtype)

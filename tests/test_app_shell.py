@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from browser_helpers import APP_PATH, no_exception, wait_for_app
+from streamlit.testing.v1 import AppTest
 
 PAGES = {
     "pages/home.py": ("", "LLM Lab"),

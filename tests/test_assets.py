@@ -176,15 +176,17 @@ def test_interrupted_fetch_leaves_no_file_that_passes(cache, no_network, monkeyp
         first = handle.read(4096)
 
         class Half:
+            sent = False
+
             def __enter__(self):
                 return self
 
             def __exit__(self, *exc):
                 handle.close()
 
-            def read(self, size=-1, _sent=[False]):
-                if not _sent[0]:
-                    _sent[0] = True
+            def read(self, size=-1):
+                if not Half.sent:
+                    Half.sent = True
                     return first
                 raise Interrupt()
 
@@ -207,7 +209,7 @@ def test_damaged_archive_is_fetched_again_and_an_unreachable_registry_is_one_sen
 ):
     _seed_downloads(cache, ["botchan"])
     archive = next((cache / "downloads").iterdir())
-    archive.write_bytes(archive.read_bytes()[: 10_000])  # a truncated download
+    archive.write_bytes(archive.read_bytes()[:10_000])  # a truncated download
     # The registry is "unreachable": a closed port on this machine, no other index.
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:9/simple")

@@ -54,11 +54,20 @@ def test_fast_tokenizer_loader_equals_transformers_own(name):
     folder = models.converted_dir(name)
     ours = models.load_tokenizer_dir(folder)
     reference = AutoTokenizer.from_pretrained(str(folder))
-    for text in ["", "Hello world", "  spaces\tand\nlines", "emoji 🚀 and 한국어", "def f(x):\n    return x"]:
+    for text in [
+        "",
+        "Hello world",
+        "  spaces\tand\nlines",
+        "emoji 🚀 and 한국어",
+        "def f(x):\n    return x",
+    ]:
         assert ours(text).input_ids == reference(text).input_ids
     assert ours.all_special_tokens == reference.all_special_tokens
     assert ours.chat_template == reference.chat_template
-    assert (ours.bos_token_id, ours.eos_token_id) == (reference.bos_token_id, reference.eos_token_id)
+    assert (ours.bos_token_id, ours.eos_token_id) == (
+        reference.bos_token_id,
+        reference.eos_token_id,
+    )
 
 
 def test_conversion_is_cached_and_recorded():

@@ -29,7 +29,15 @@ def test_a_typed_hub_id_is_accepted_as_a_hub_model():
 
 @pytest.mark.parametrize(
     "name",
-    ["", "   ", "no such model!", "<script>alert(1)</script>", "../../etc/passwd", "a/b/c", "x" * 10**6],
+    [
+        "",
+        "   ",
+        "no such model!",
+        "<script>alert(1)</script>",
+        "../../etc/passwd",
+        "a/b/c",
+        "x" * 10**6,
+    ],
 )
 def test_unknown_names_raise_a_value_error_listing_the_available_ones(name):
     with pytest.raises(ValueError) as raised:
