@@ -108,31 +108,45 @@ def merge_count_line(counts: list[int], current: int | None = None, title: str =
 # (section: architecture)
 
 
-def parameter_treemap(rows: list, total: int, title: str = "Where the parameters are") -> go.Figure:
-    """Treemap of a parameter breakdown: model -> embeddings / blocks / output -> parts.
+# One colour per kind of part, the same in every model and every size.
+COMPONENT_COLOURS = {
+    "Token embedding": PALETTE[1],
+    "Position embedding": PALETTE[6],
+    "Attention": PALETTE[0],
+    "MLP": PALETTE[2],
+    "Norms": PALETTE[5],
+    "Final norm": PALETTE[5],
+    "LM head": PALETTE[3],
+}
 
-    `rows` are `architecture.BreakdownRow`s; box areas are parameter counts (tied rows with 0
-    parameters have no area).
+
+def parameter_treemap(rows: list, total: int, title: str = "") -> go.Figure:
+    """Treemap of a parameter breakdown: model -> embeddings / blocks / output -> part -> block.
+
+    `rows` are `parameters.BreakdownRow`s. Per-block rows are grouped by part first (all the
+    attention of all blocks together), so the first view answers "attention or MLP?"; clicking a
+    part shows its blocks. Box areas are parameter counts (tied rows with 0 have no area).
     """
     ids, labels, parents, values = ["model"], ["whole model"], [""], [total]
-    groups: dict[str, int] = {}
-    blocks: dict[int, int] = {}
+    colours = ["#FFFFFF"]
+    sums: dict[str, int] = {}
     for row in rows:
-        groups[row.group] = groups.get(row.group, 0) + row.parameters
-        if row.block is not None:
-            blocks[row.block] = blocks.get(row.block, 0) + row.parameters
-    for group, value in groups.items():
-        ids.append(group), labels.append(group), parents.append("model"), values.append(value)
-    for block, value in blocks.items():
-        ids.append(f"block{block}"), labels.append(f"Block {block}")
-        parents.append("Blocks"), values.append(value)
-    for row in rows:
-        if row.parameters == 0:
+        for key in (row.group, f"{row.group}/{row.component}"):
+            sums[key] = sums.get(key, 0) + row.parameters
+    for key, value in sums.items():
+        if value == 0:
             continue
-        ids.append(f"{row.group}/{row.label}")
-        labels.append(row.component)
-        parents.append(row.group if row.block is None else f"block{row.block}")
-        values.append(row.parameters)
+        group, _, component = key.partition("/")
+        ids.append(key), labels.append(component or group), values.append(value)
+        parents.append(group if component else "model")
+        colours.append(COMPONENT_COLOURS.get(component, REMOVED) if component else "#EEEEEE")
+    for row in rows:
+        if row.block is not None and row.parameters:
+            ids.append(f"{row.group}/{row.component}/{row.block}")
+            labels.append(f"Block {row.block}")
+            parents.append(f"{row.group}/{row.component}")
+            values.append(row.parameters)
+            colours.append(COMPONENT_COLOURS.get(row.component, REMOVED))
     figure = go.Figure(
         go.Treemap(
             ids=ids,
@@ -143,7 +157,7 @@ def parameter_treemap(rows: list, total: int, title: str = "Where the parameters
             maxdepth=3,
             texttemplate="%{label}<br>%{value:,}<br>%{percentRoot:.1%}",
             hovertemplate="%{label}: %{value:,} parameters (%{percentRoot:.2%})<extra></extra>",
-            marker={"colors": [PALETTE[i % 5] for i in range(len(ids))]},
+            marker={"colors": colours},
         )
     )
     return base_layout(figure, title, height=460)
@@ -167,11 +181,13 @@ def memory_bars(rows: list, title: str = "Memory for the weights") -> go.Figure:
 
 
 def trace_flow(names: list[str], shapes: list[tuple], spreads: list[float]) -> go.Figure:
-    """The forward pass as a path: one marker per step, height = spread (std) of its output."""
-    labels = [f"{i}. {name}" for i, name in enumerate(names)]
+    """The forward pass as a path: one marker per step, height = spread (std) of its output.
+
+    `names` are short step names ("embedding", "block 3", "final norm", "LM head").
+    """
     figure = go.Figure(
         go.Scatter(
-            x=labels,
+            x=names,
             y=spreads,
             mode="lines+markers",
             marker={"color": KEPT, "size": 8},
@@ -179,8 +195,8 @@ def trace_flow(names: list[str], shapes: list[tuple], spreads: list[float]) -> g
             hovertemplate="%{x}<br>output shape %{customdata}<br>std %{y:.3g}<extra></extra>",
         )
     )
-    figure.update_yaxes(title="std of the output (log scale)", type="log")
-    figure.update_xaxes(title="", tickangle=-45, showticklabels=len(names) <= 40)
+    figure.update_yaxes(title="spread (std, log scale)", type="log")
+    figure.update_xaxes(title="", tickangle=-45, type="category")
     return base_layout(figure, "How big the numbers get, step by step", height=380)
 
 

@@ -95,6 +95,35 @@ class ForwardTrace:
         """The path a student follows: embedding, each block, final norm, LM head."""
         return [step for step in self.steps if _FLOW.match(step.name)]
 
+    def path(self) -> list[tuple[str, tuple[int, ...]]]:
+        """From token ids to logits in a few stages, the identical-shaped blocks as one:
+        [("token ids", (1, 8)), ("embedding", (1, 8, 576)), ("30 blocks", (1, 8, 576)), ...]."""
+        stages = [("token ids", (1, len(self.prompt.ids)))]
+        for step in self.flow():
+            label = short_name(step.name)
+            if label.startswith("block "):
+                last, shape = stages[-1]
+                if last.endswith(("block", "blocks")) and shape == step.shape:
+                    stages[-1] = (f"{int(last.split()[0]) + 1} blocks", shape)
+                    continue
+                label = "1 block"
+            stages.append((label, step.shape))
+        return stages
+
+
+def short_name(step_name: str) -> str:
+    """A module path as a student would say it.
+
+    >>> short_name("model.layers.3"), short_name("transformer.ln_f"), short_name("lm_head")
+    ('block 3', 'final norm', 'LM head')
+    """
+    leaf = step_name.rsplit(".", 1)[-1]
+    if leaf.isdigit():
+        return f"block {leaf}"
+    names = {"embed_tokens": "embedding", "wte": "embedding", "wpe": "position embedding"}
+    names |= {"norm": "final norm", "ln_f": "final norm", "lm_head": "LM head"}
+    return names.get(leaf, leaf)
+
 
 def _first_tensor(output: Any) -> torch.Tensor | None:
     import torch

@@ -113,14 +113,10 @@ with tabs[0]:
         "applied to every token on its own. **Norm**: rescales the numbers so they stay in a "
         "workable range. **LM head**: turns the last vector into one score per vocabulary token."
     )
-    left, right = st.columns([2, 3])
+    left, right = st.columns(2)
     with left:
         st.subheader("Config")
-        st.dataframe(
-            pd.DataFrame(summary.as_row().items(), columns=["setting", "value"]).astype(str),
-            hide_index=True,
-            width="stretch",
-        )
+        st.table(pd.DataFrame(summary.as_row().items(), columns=["setting", "value"]).astype(str))
     with right:
         st.subheader("Module tree")
         st.caption(
@@ -130,6 +126,11 @@ with tabs[0]:
         with st.container(height=420):
             st.markdown(outline, unsafe_allow_html=True)  # names only, escaped by the builder
     st.subheader("Where the parameters are")
+    st.caption(
+        "Box area = number of parameters. The blocks' parts are grouped by kind (all the "
+        "attention together, all the MLPs together); click a box to see it block by block, "
+        "click the path at the top to go back."
+    )
     st.plotly_chart(charts.parameter_treemap(breakdown.rows, breakdown.total), key="arch-treemap")
     letters = ", ".join(f"{k} = {v:,}" for k, v in breakdown.symbols.items())
     st.caption(f"Formulas use: {letters}.")
@@ -139,8 +140,13 @@ with tabs[0]:
             "the very same table that turned tokens into vectors. It is one tensor, so it is "
             "counted once."
         )
-    table = pd.DataFrame(breakdown.table())
-    st.dataframe(table, hide_index=True, width="stretch", height=320)
+    st.dataframe(
+        pd.DataFrame(breakdown.table()),
+        hide_index=True,
+        width="stretch",
+        height=320,
+        column_config={"parameters": st.column_config.NumberColumn(format="localized")},
+    )
     st.subheader("Memory for the weights")
     st.plotly_chart(charts.memory_bars(params.memory_by_dtype(breakdown.total)), key="arch-memory")
     st.caption(
@@ -159,7 +165,7 @@ with tabs[1]:
     compared = ["gpt2-small", *registry.OFFLINE_PAIR]
     with st.spinner("Reading the configs..."), ui.friendly_errors():
         rows = {structure(n)[1].name: structure(n)[1].as_row() for n in compared}
-        st.dataframe(pd.DataFrame(rows).astype(str), width="stretch")
+        st.table(pd.DataFrame(rows).astype(str))
 
 with tabs[2]:
     if not runnable:
@@ -186,11 +192,28 @@ with tabs[2]:
                     )
                 st.caption("Tokens: " + " | ".join(ui.visible_whitespace(t) for t in prompt.tokens))
                 flow = result.flow()
+                st.markdown(
+                    "**From token ids to scores**, shapes as (batch, tokens, width): "
+                    + " → ".join(
+                        f"{label} `{' × '.join(f'{n:,}' for n in shape)}`"
+                        for label, shape in result.path()
+                    )
+                )
+                st.caption(
+                    "Every block keeps the shape: it reads one vector per token and writes one "
+                    "back. Only the LM head changes it, to one score per vocabulary token."
+                )
                 st.plotly_chart(
                     charts.trace_flow(
-                        [s.name for s in flow], [s.shape for s in flow], [s.std for s in flow]
+                        [fp.short_name(s.name) for s in flow],
+                        [s.shape for s in flow],
+                        [s.std for s in flow],
                     ),
                     key="arch-flow",
+                )
+                st.caption(
+                    "Spread = standard deviation of a step's output numbers. The norm before "
+                    "the LM head brings them back to a workable range however large they grew."
                 )
                 st.dataframe(
                     pd.DataFrame(
@@ -213,7 +236,7 @@ with tabs[2]:
                 guesses = ", ".join(
                     f"{ui.visible_whitespace(t)!r} {p:.1%}" for t, p in result.next_tokens
                 )
-                st.markdown(f"Shapes read (batch, tokens, width). Next-token guesses: {guesses}")
+                st.markdown(f"**The model's next-token guesses:** {guesses}")
                 columns = st.columns(2)
                 layer = columns[0].slider("Layer", 0, summary.layers - 1, 0, key="arch-layer")
                 head = columns[1].slider("Head", 0, summary.heads - 1, 0, key="arch-head")
@@ -276,7 +299,13 @@ with tabs[3]:
                     ),
                     key="arch-contextual",
                 )
-                st.caption("Cosine similarity: 1 means the vectors point the same way.")
+                st.caption(
+                    "Cosine similarity: 1 means the vectors point the same way. "
+                    + " · ".join(
+                        f"**{tag}**: {ui.escape(s)}"
+                        for tag, s in zip(labels, result.sentences, strict=True)
+                    )
+                )
                 st.plotly_chart(
                     charts.embedding_scatter(
                         points,

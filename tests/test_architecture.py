@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from llmlab import architecture as arch
+from llmlab import charts
 from llmlab import embeddings as emb
 from llmlab import forward_pass as fp
 from llmlab import parameters as params
@@ -88,6 +89,21 @@ def test_breakdown_of_offline_models_adds_up(fixture, request):
     assert (
         components["Token embedding"] == loaded.facts.vocab_size * loaded.model.config.hidden_size
     )
+
+
+def test_treemap_boxes_add_up(skeleton):
+    _, model = skeleton
+    breakdown = params.parameter_breakdown(model)
+    box = charts.parameter_treemap(breakdown.rows, breakdown.total).data[0]
+    value = dict(zip(box.ids, box.values, strict=True))
+    parents = dict(zip(box.ids, box.parents, strict=True))
+    assert value["model"] == breakdown.total
+    for node in box.ids:  # branchvalues="total": each box is exactly the sum of its children
+        children = [value[c] for c in box.ids if parents[c] == node]
+        assert not children or sum(children) == value[node], node
+    for component, total in breakdown.by_component().items():
+        group = next(r.group for r in breakdown.rows if r.component == component)
+        assert value.get(f"{group}/{component}", 0) == total
 
 
 def test_memory_by_dtype_for_gpt2_small():
@@ -190,6 +206,18 @@ def test_forward_trace_shapes_follow_the_config(smollm2, traced):
     assert flow[-1].name == "lm_head" and flow[-1].shape == (1, length, config.vocab_size)
     assert all(s.shape == (1, length, config.hidden_size) for s in flow[:-1])
     assert [s.order for s in trace.steps] == sorted(s.order for s in trace.steps)
+
+
+def test_forward_trace_path_from_ids_to_logits(smollm2, traced):
+    trace, _ = traced
+    length, config = len(trace.prompt.ids), smollm2.model.config
+    assert trace.path() == [
+        ("token ids", (1, length)),
+        ("embedding", (1, length, config.hidden_size)),
+        ("30 blocks", (1, length, config.hidden_size)),
+        ("final norm", (1, length, config.hidden_size)),
+        ("LM head", (1, length, config.vocab_size)),
+    ]
 
 
 def test_forward_trace_records_the_models_own_logits(smollm2, traced):

@@ -38,16 +38,18 @@ def test_offline_model_runs_prompt_and_layer_selector(app):
     assert not app.exception and not app.error
     assert [m.value for m in app.metric] == ["134,515,008"]
     assert app.slider(key="arch-layer").max == 29 and app.slider(key="arch-head").max == 8
-    app.slider(key="arch-layer").set_value(5).run()
-    app.slider(key="arch-head").set_value(2).run()
+    assert any("30 blocks" in m.value for m in app.markdown)  # the path from ids to logits
+    assert any("bank" in c.value and "s1" in c.value for c in app.caption)  # sentences named
+    app.slider(key="arch-layer").set_value(5)
+    app.slider(key="arch-head").set_value(2).run()  # both changes in one rerun
     assert not app.exception and not app.error
-    assert app.session_state["arch-layer"] == 5
+    assert (app.session_state["arch-layer"], app.session_state["arch-head"]) == (5, 2)
 
 
 def test_bad_input_keeps_the_page_working(app):
-    app.text_area(key="arch-prompt").set_value("").run()
-    assert any("Type a prompt" in i.value for i in app.info)
+    app.text_area(key="arch-prompt").set_value("")
     app.text_input(key="arch-word").set_value("boat").run()
+    assert any("Type a prompt" in i.value for i in app.info)
     assert any("at least two sentences" in w.value for w in app.warning)
     app.text_area(key="arch-prompt").set_value("word " * 200).run()
     assert any("only the first 128 are used" in w.value for w in app.warning)
