@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -121,33 +123,36 @@ else:
 counts: dict[str, int] = {}
 if text_ok and not chosen:
     st.info("Choose at least one tokenizer above.")
-if text_ok:
-    for name in chosen:
-        with ui.friendly_errors():
-            with st.spinner(f"Loading {titles[name]}..."):
+views: dict[str, tuple[tokenization.Tokenizer, PieceStats, str]] = {}
+if text_ok and chosen:
+    # First all the work (one spinner: a tokenizer loads only the first time it is chosen)...
+    with st.spinner(f"Tokenizing with {len(chosen)} tokenizers..."):
+        for name in chosen:
+            with ui.friendly_errors():
                 tokenizer = ui.get_tokenizer(name)
-                if tokenizer is None:
-                    continue
-                stats, chips = _view(name, text, show_ids)
-            counts[name] = stats.tokens
-            with st.container(border=True):
-                st.markdown(f"**{titles[name]}** · {tokenization.ZOO[name].algorithm}")
-                a, b, c, d = st.columns(4)
-                a.metric("Tokens", f"{stats.tokens:,}")
-                b.metric("Characters per token", stats.characters_per_token)
-                c.metric("Vocabulary size", f"{tokenizer.vocab_size:,}")
-                d.metric("Unknown tokens", stats.unknown)
-                st.markdown(chips, unsafe_allow_html=True)
-                notes = []
-                if stats.fragments:
-                    notes.append(f"{stats.fragments} byte fragments (dashed)")
-                if tokenizer.lowercases:
-                    notes.append("lowercases the text")
-                if tokenizer.adds_prefix_space:
-                    notes.append("adds a space before the text (▁)")
-                special = ", ".join(list(tokenizer.special_tokens)[:4])
-                notes.append(f"{len(tokenizer.special_tokens)} special tokens (e.g. {special})")
-                st.caption(" · ".join(notes))
+                if tokenizer is not None:
+                    views[name] = (tokenizer, *_view(name, text, show_ids))
+    # ...then the drawing.
+    for name, (tokenizer, stats, chips) in views.items():
+        counts[name] = stats.tokens
+        with ui.friendly_errors(), st.container(border=True):
+            st.markdown(f"**{titles[name]}** · {tokenization.ZOO[name].algorithm}")
+            a, b, c, d = st.columns(4)
+            a.metric("Tokens", f"{stats.tokens:,}")
+            b.metric("Characters per token", stats.characters_per_token)
+            c.metric("Vocabulary size", f"{tokenizer.vocab_size:,}")
+            d.metric("Unknown tokens", stats.unknown)
+            st.markdown(chips, unsafe_allow_html=True)
+            notes = []
+            if stats.fragments:
+                notes.append(f"{stats.fragments} byte fragments (dashed)")
+            if tokenizer.lowercases:
+                notes.append("lowercases the text")
+            if tokenizer.adds_prefix_space:
+                notes.append("adds a space before the text (▁)")
+            special = ", ".join(islice(tokenizer.special_tokens, 4))
+            notes.append(f"{len(tokenizer.special_tokens)} special tokens (e.g. {special})")
+            st.caption(" · ".join(notes))
 
 with st.expander("Why do `Ġ`, `▁` and `·` appear? Why is an emoji several tokens?"):
     st.markdown(

@@ -155,6 +155,7 @@ def align(
         starts[np.minimum(np.searchsorted(starts, finishes), len(text))] == finishes
     )
     pieces = []
+    add = pieces.append
     for index, chunk, start, end, on_boundaries in zip(
         ids, token_bytes, spans_start.tolist(), spans_end.tolist(), whole.tolist(), strict=True
     ):
@@ -162,5 +163,18 @@ def align(
             piece_text = chunk.decode("utf-8") if on_boundaries else None
         except UnicodeDecodeError:
             piece_text = None
-        pieces.append(TokenPiece(index, piece_text, chunk, start, end, index == unknown_id))
+        add(_piece(index, piece_text, chunk, start, end, index == unknown_id))
     return pieces
+
+
+_new = object.__new__
+
+
+def _piece(
+    id: int, text: str | None, data: bytes, start: int, end: int, unknown: bool
+) -> TokenPiece:
+    """`TokenPiece(...)` for the hot loop of `align`: the same frozen object, filled without the
+    frozen `__init__` (which sets each field through `object.__setattr__`; 2-3x slower)."""
+    piece = _new(TokenPiece)
+    piece.__dict__.update(id=id, text=text, data=data, start=start, end=end, unknown=unknown)
+    return piece
