@@ -52,8 +52,10 @@ def _count_figure(titles: tuple[str, ...], counts: tuple[int, ...]) -> go.Figure
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _tax_figure(rows: tuple[tuple[str, tuple[tuple[str, int], ...]], ...]) -> go.Figure:
-    return charts.multilingual_tax_bars({title: dict(counts) for title, counts in rows})
+def _tax_figure(names: tuple[str, ...]) -> go.Figure:
+    return charts.multilingual_tax_bars(
+        {tokenization.ZOO[name].title: _tax_counts(name) for name in names}
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -61,9 +63,31 @@ def _length_figure(labels: tuple[str, ...], values: tuple[int, ...]) -> go.Figur
     return charts.sequence_length_bars(list(labels), list(values))
 
 
+# The BPE tab is keyed by its training text and vocabulary size (one hash of the text), not by
+# the trace: hashing hundreds of merge steps on every rerun would cost more than the cache saves.
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _merge_figure(counts: tuple[int, ...], steps: int) -> go.Figure:
-    return charts.merge_count_line(list(counts), steps)
+def _merge_figure(training: str, vocab_size: int, steps: int) -> go.Figure:
+    return charts.merge_count_line([s.count for s in _train(training, vocab_size)], steps)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _replay(training: str, vocab_size: int, sample: str, steps: int) -> list[bytes]:
+    return bpe.replay(sample, _train(training, vocab_size), steps)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _merge_table(training: str, vocab_size: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "merge": s.rank + 1,
+                "new id": s.new_id,
+                "token": tokenization.visible(s.token.decode("utf-8", errors="replace")),
+                "count": s.count,
+            }
+            for s in _train(training, vocab_size)
+        ]
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -182,8 +206,9 @@ st.caption(
 )
 if chosen:
     with ui.friendly_errors():
-        rows = tuple((titles[name], tuple(_tax_counts(name).items())) for name in chosen)
-        st.plotly_chart(_tax_figure(rows), key="tok-tax", width="stretch")
+        # Only tokenizers that loaded (a failed one was reported above and is left out).
+        loaded = tuple(name for name in chosen if ui.get_tokenizer(name) is not None)
+        st.plotly_chart(_tax_figure(loaded), key="tok-tax", width="stretch")
     with st.expander("The sentences"):
         st.table(pd.DataFrame({"sentence": MULTILINGUAL}))
 
@@ -268,24 +293,13 @@ with bpe_tab:
                 "Replay the first N merges", 0, len(trace), len(trace), key="tok-bpe-step"
             )
             shown = st.text_input("Sample text", BPE_SAMPLE, key="tok-bpe-sample")
-            replayed = bpe.replay(shown, trace, steps)
+            replayed = _replay(training, vocab_size, shown, steps)
             pieces = byte_pieces(replayed)
             st.markdown(f"After **{steps}** merges: **{len(replayed)}** tokens")
             st.markdown(pieces_html(pieces), unsafe_allow_html=True)
             st.plotly_chart(
-                _merge_figure(tuple(s.count for s in trace), steps),
+                _merge_figure(training, vocab_size, steps),
                 key="tok-bpe-counts",
                 width="stretch",
             )
-            table = pd.DataFrame(
-                [
-                    {
-                        "merge": s.rank + 1,
-                        "new id": s.new_id,
-                        "token": tokenization.visible(s.token.decode("utf-8", errors="replace")),
-                        "count": s.count,
-                    }
-                    for s in trace
-                ]
-            )
-            st.dataframe(table, hide_index=True, height=300)
+            st.dataframe(_merge_table(training, vocab_size), hide_index=True, height=300)
