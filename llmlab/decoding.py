@@ -97,6 +97,7 @@ class GenerationResult:
     finish_reason: str  # "eos" | "length" | "context" | "stopped"
     notices: list[str] = field(default_factory=list)
     token_probs: list[float] = field(default_factory=list)  # per new token, when it was chosen
+    tokens: list[str] = field(default_factory=list)  # each new token as text
     seconds: float = 0.0
 
 
@@ -158,7 +159,7 @@ def validate_settings(
     if _is_int(max_new_tokens) and max_new_tokens > MAX_NEW_TOKENS:
         raise ValueError(
             f"max_new_tokens={max_new_tokens} is above the cap of {MAX_NEW_TOKENS} tokens this "
-            "lab allows (longer runs take minutes on a CPU); choose 1..512"
+            "lab allows (longer runs take minutes on a CPU); allowed: 1..512"
         )
     settings: dict[str, Any] = {
         "max_new_tokens": _check_int("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS),
@@ -503,6 +504,7 @@ def iter_generate(
     text, prompt_ids, budget, notices = prepare_prompt(loaded, prompt, settings["max_new_tokens"])
     outcome: dict[str, Any] = {"new_ids": [], "token_probs": [], "finish_reason": "length"}
     steps: list[StepRecord] = []
+    token_text = TokenText(loaded.tokenizer)
     started = time.perf_counter()
     if strategy == "beam":
         from llmlab.beam import beam_loop
@@ -535,6 +537,7 @@ def iter_generate(
             finish_reason=reason,
             notices=notices,
             token_probs=list(outcome["token_probs"]),
+            tokens=[token_text(i) for i in new_ids],
             seconds=time.perf_counter() - started,
         )
 
