@@ -18,9 +18,11 @@ from llmlab.tokenization.samples import (
     byte_pieces,
     piece_stats,
     pieces_html,
+    summary_stats,
 )
 
 DEFAULT_CHOICE = ["gpt2", "cl100k_base", "llama-spm", "bert-wordpiece"]
+CHIPS = 1000  # tokens drawn as chips per tokenizer; the rest are counted
 BPE_SAMPLE = "The tokenizer learns its vocabulary from text; unbelievable words split apart."
 
 
@@ -30,8 +32,12 @@ BPE_SAMPLE = "The tokenizer learns its vocabulary from text; unbelievable words 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _view(name: str, text: str, show_ids: bool) -> tuple[PieceStats, str]:
     tokenizer = ui.get_tokenizer(name)
-    pieces = [] if tokenizer is None else tokenizer.pieces(text)
-    return piece_stats(text, pieces), pieces_html(pieces, show_ids=show_ids)
+    if tokenizer is None:
+        return piece_stats(text, []), pieces_html([])
+    # Counts over all tokens; chips for the first 1,000 only (built only for those).
+    summary = tokenizer.summary(text, limit=CHIPS)
+    chips = pieces_html(summary.first, show_ids=show_ids, limit=CHIPS, total=summary.tokens)
+    return summary_stats(text, summary), chips
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

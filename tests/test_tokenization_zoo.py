@@ -152,3 +152,65 @@ def test_bad_names_and_sizes_raise_clear_errors():
         zoo("gpt2").encode("x" * 100_001)
     with pytest.raises(ValueError, match="ids contains 50257"):
         zoo("gpt2").decode([50257])
+
+
+LONG = "Tokenization of a longer text, 10 times: 🚀 ünïcödé 한국어.\n" * 10
+
+
+@pytest.mark.parametrize("text", [*AWKWARD, LONG, "bell\x07 lone\ud800 end"])
+@pytest.mark.parametrize("name", NAMES)
+def test_summary_counts_what_pieces_holds(name, text):
+    tokenizer = zoo(name)
+    text = f"{text} ({name})"  # a text no other test asked for: nothing comes from the cache
+    summary = tokenizer.summary(text, limit=3)
+    pieces = tokenizer.pieces(text)
+    assert summary.tokens == len(pieces)
+    assert summary.unknown == sum(p.unknown for p in pieces)
+    assert summary.fragments == sum(p.fragment for p in pieces)
+    assert summary.first == pieces[:3]
+    assert tokenizer.summary(text, limit=3) == summary  # now from the cache of recent pieces
+
+
+@pytest.mark.parametrize(
+    ("text", "chunks"),
+    [
+        ("abc", [b"xy", b"zzzz"]),  # tokens that do not spell the text: clipped spans
+        ("é", [b"\xc3", b"\xa9x"]),
+        ("é", [b"\xc3", b"\xa9"]),
+        ("ab", [b" ab"]),  # SentencePiece's leading space
+        ("a🚀b", [b"a\xf0", b"\x9f\x9a\x80", b"b"]),
+        ("x\ud800y", [b"x?y"]),
+        ("", []),
+    ],
+)
+def test_summarize_agrees_with_align(text, chunks):
+    from llmlab.tokenization.pieces import align, summarize
+
+    ids = list(range(len(chunks)))
+    pieces = align(text, ids, chunks, unknown_id=1)
+    summary = summarize(text, ids, chunks, unknown_id=1, limit=1)
+    assert (summary.tokens, summary.first) == (len(pieces), pieces[:1])
+    assert summary.fragments == sum(p.fragment for p in pieces)
+    assert summary.unknown == sum(p.unknown for p in pieces)
+
+
+def test_pieces_are_cached_but_returned_as_copies():
+    tokenizer = zoo("gpt2")
+    first = tokenizer.pieces("a cached text")
+    first.clear()
+    assert [p.id for p in tokenizer.pieces("a cached text")] == tokenizer.encode("a cached text")
+    with pytest.raises(ValueError, match="limit=-1"):
+        tokenizer.summary("x", limit=-1)
+
+
+def test_chips_stop_at_the_limit_and_escape_the_text():
+    from llmlab.tokenization.samples import pieces_html
+
+    pieces = zoo("gpt2").pieces("<b>bold</b> & 🚀 " * 400)
+    chips = pieces_html(pieces, limit=1000)
+    assert chips.count('<span class="tok ') == 1000
+    assert f"… and {len(pieces) - 1000:,} more tokens" in chips
+    assert "<b>" not in chips and "</b>" not in chips and "&lt;/" in chips
+    assert chips.count("tok-dash") == sum(p.fragment for p in pieces[:1000])
+    summary = zoo("gpt2").summary("<b>bold</b> & 🚀 " * 400)
+    assert pieces_html(summary.first, total=summary.tokens) == chips

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from llmlab.tokenization.bpe import BPETokenizer, MergeStep, TrainResult, replay, train
 from llmlab.tokenization.char import CharTokenizer, SequenceLengths, sequence_lengths
-from llmlab.tokenization.pieces import TokenPiece, clean_text, has_lone_surrogates, visible
+from llmlab.tokenization.pieces import (
+    PiecesSummary,
+    TokenPiece,
+    clean_text,
+    has_lone_surrogates,
+    visible,
+)
 from llmlab.tokenization.word import DEFAULT_CORPUS, WordTokenizer
 from llmlab.tokenization.zoo import MAX_CHARS, ZOO, Tokenizer, list_tokenizers, load
 
@@ -21,6 +27,7 @@ __all__ = [
     "DEFAULT_CORPUS",
     "MAX_CHARS",
     "MergeStep",
+    "PiecesSummary",
     "SequenceLengths",
     "TokenPiece",
     "Tokenizer",

@@ -127,21 +127,34 @@ def char_byte_starts(text: str) -> np.ndarray:
     return starts
 
 
-def align(
-    text: str, ids: list[int], token_bytes: list[bytes], unknown_id: int | None = None
-) -> list[TokenPiece]:
-    """Give each token its character span by walking the text's UTF-8 bytes.
+@dataclass(frozen=True)
+class PiecesSummary:
+    """All of a text's tokens counted, and only the first `limit` of them made into pieces.
 
-    SentencePiece tokenizers add a leading space ("▁") that is not in the text: that byte is
-    skipped. When the tokens do not spell the text (a normalizing tokenizer), spans are clipped.
+    A page shows the first 1,000 tokens as chips; a 100,000-character text has ~25,000 tokens,
+    and building a piece for each would cost more than tokenizing. The counts are those of
+    `pieces(text)` (the tests check it).
     """
-    size = len(text.encode("utf-8", errors="replace"))
+
+    tokens: int
+    unknown: int  # tokens that are the tokenizer's [UNK]
+    fragments: int  # tokens that are only part of a UTF-8 character (`text` is None)
+    first: list[TokenPiece]  # the first `limit` pieces
+
+
+def _spans(text: str, token_bytes: list[bytes]) -> tuple[list[int], list[int], np.ndarray, bool]:
+    """Character spans of all tokens at once, whether each token's ends fall on character
+    boundaries, and whether the tokens spell the text (then such a token is always valid UTF-8).
+    """
+    data = text.encode("utf-8", errors="replace")
+    size = len(data)
     starts = char_byte_starts(text)  # (characters + 1,) byte offsets, last one == size
     lengths = np.fromiter(map(len, token_bytes), dtype=np.int64, count=len(token_bytes))
-    skip = 0
-    if lengths.sum() == size + 1 and b"".join(token_bytes) == b" " + text.encode(errors="replace"):
-        skip = 1
-    # Each token covers bytes [begin, finish) of the text, clipped to the text: all tokens at once.
+    joined = b"".join(token_bytes) if lengths.sum() in (size, size + 1) else b""
+    # SentencePiece adds a leading space ("▁") that is not in the text: skip that byte.
+    skip = 1 if len(joined) == size + 1 and joined == b" " + data else 0
+    spelled = skip == 1 or (len(joined) == size and joined == data)
+    # Each token covers bytes [begin, finish) of the text, clipped to the text.
     ends = np.cumsum(lengths) - skip
     begins = np.clip(ends - lengths, 0, size)
     finishes = np.clip(ends, 0, size)
@@ -150,21 +163,79 @@ def align(
     last = np.searchsorted(starts, finishes - 1, side="right")  # last character + 1
     spans_start = np.where(begins < size, first, len(text))
     spans_end = np.where(finishes > begins, last, spans_start)
-    # A token has text only when both its ends fall on character boundaries.
     whole = (starts[np.searchsorted(starts, begins)] == begins) & (
         starts[np.minimum(np.searchsorted(starts, finishes), len(text))] == finishes
     )
+    return spans_start.tolist(), spans_end.tolist(), whole, spelled
+
+
+def _build(
+    ids: list[int],
+    token_bytes: list[bytes],
+    starts: list[int],
+    ends: list[int],
+    whole: list[bool],
+    unknown_id: int | None,
+) -> list[TokenPiece]:
     pieces = []
     add = pieces.append
     for index, chunk, start, end, on_boundaries in zip(
-        ids, token_bytes, spans_start.tolist(), spans_end.tolist(), whole.tolist(), strict=True
+        ids, token_bytes, starts, ends, whole, strict=True
     ):
+        # A token has text only when both its ends fall on character boundaries.
         try:
             piece_text = chunk.decode("utf-8") if on_boundaries else None
         except UnicodeDecodeError:
             piece_text = None
         add(_piece(index, piece_text, chunk, start, end, index == unknown_id))
     return pieces
+
+
+def align(
+    text: str, ids: list[int], token_bytes: list[bytes], unknown_id: int | None = None
+) -> list[TokenPiece]:
+    """Give each token its character span by walking the text's UTF-8 bytes.
+
+    SentencePiece tokenizers add a leading space ("▁") that is not in the text: that byte is
+    skipped. When the tokens do not spell the text (a normalizing tokenizer), spans are clipped.
+    """
+    starts, ends, whole, _ = _spans(text, token_bytes)
+    return _build(ids, token_bytes, starts, ends, whole.tolist(), unknown_id)
+
+
+def summarize(
+    text: str,
+    ids: list[int],
+    token_bytes: list[bytes],
+    unknown_id: int | None = None,
+    limit: int = 1000,
+) -> PiecesSummary:
+    """`align`, counted for all tokens but built only for the first `limit`.
+
+    >>> s = summarize("a🚀", [1, 2, 3], [b"a\\xf0", b"\\x9f\\x9a", b"\\x80"], limit=1)
+    >>> s.tokens, s.fragments, [p.start for p in s.first]
+    (3, 3, [0])
+    """
+    starts, ends, whole, spelled = _spans(text, token_bytes)
+    flags = whole.tolist()
+    if spelled:  # every token on boundaries is a run of whole characters of the text
+        fragments = len(ids) - sum(flags)
+    else:
+        pairs = zip(token_bytes, flags, strict=True)
+        fragments = sum(1 for chunk, ok in pairs if not (ok and _decodes(chunk)))
+    first = _build(
+        ids[:limit], token_bytes[:limit], starts[:limit], ends[:limit], flags[:limit], unknown_id
+    )
+    unknown = ids.count(unknown_id) if unknown_id is not None else 0
+    return PiecesSummary(len(ids), unknown, fragments, first)
+
+
+def _decodes(chunk: bytes) -> bool:
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _new = object.__new__

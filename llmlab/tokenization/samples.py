@@ -1,6 +1,6 @@
 """Ready-made texts for the Tokenizers page, and the token-span view as escaped HTML.
 
->>> from llmlab.tokenization.pieces import TokenPiece
+>>> from llmlab.tokenization.pieces import PiecesSummary, TokenPiece
 >>> chip = pieces_html([TokenPiece(1, "<b> ", b"<b> ", 0, 4)], show_ids=True)
 >>> "&lt;b&gt;·" in chip, "<b>" in chip
 (True, False)
@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from llmlab.tokenization.pieces import TokenPiece
+from llmlab.tokenization.pieces import PiecesSummary, TokenPiece
 
 EXAMPLES: dict[str, str] = {
     "English prose": (
@@ -75,11 +75,26 @@ def piece_stats(text: str, pieces: list[TokenPiece]) -> PieceStats:
     )
 
 
-def pieces_html(pieces: list[TokenPiece], show_ids: bool = False, limit: int = 1000) -> str:
+def summary_stats(text: str, summary: PiecesSummary) -> PieceStats:
+    """`piece_stats` from a `PiecesSummary` (the counts over all tokens, not only the first)."""
+    tokens = summary.tokens
+    return PieceStats(
+        tokens=tokens,
+        characters=len(text),
+        characters_per_token=round(len(text) / tokens, 2) if tokens else 0.0,
+        unknown=summary.unknown,
+        fragments=summary.fragments,
+    )
+
+
+def pieces_html(
+    pieces: list[TokenPiece], show_ids: bool = False, limit: int = 1000, total: int | None = None
+) -> str:
     """Each token as a coloured chip (escaped), whitespace visible, byte fragments dashed.
 
     Only the first `limit` tokens become chips (a browser slows down on tens of thousands of
-    them); the rest are counted. Colours are CSS classes (see `CSS`), so each chip stays short:
+    them); the rest are counted (`total`: how many tokens there are in all, when `pieces` holds
+    only the first ones, as `Tokenizer.summary` gives them). Colours are CSS classes (see `CSS`), so each chip stays short:
     a 10 KB text gives ~2,500 tokens, and all chosen tokenizers' rows go to the browser at once.
 
     >>> pieces_html([TokenPiece(7, "a", b"a", 0, 1)] * 3, limit=2).count('class="tok ')
@@ -106,7 +121,7 @@ def pieces_html(pieces: list[TokenPiece], show_ids: bool = False, limit: int = 1
         add(f'<span class="tok {kind}" title="{title}">{body}</span>')
         if piece.text is not None and piece.text.endswith("\n"):
             add("<br>")
-    more = len(pieces) - limit
+    more = (len(pieces) if total is None else total) - limit
     tail = f'<span class="tok-more">… and {more:,} more tokens</span>' if more > 0 else ""
     return f'<div class="tok-row">{"".join(chips)}{tail}</div>'
 

@@ -19,16 +19,25 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import islice
 from typing import Any
 
 from llmlab import assets, registry
 from llmlab.tokenization import _gguf
-from llmlab.tokenization.pieces import TokenPiece, align, byte_level_decoder, clean_text
+from llmlab.tokenization.pieces import (
+    PiecesSummary,
+    TokenPiece,
+    align,
+    byte_level_decoder,
+    clean_text,
+    summarize,
+)
 
 MAX_CHARS = 100_000
 # Each tokenizer keeps the pieces of its latest texts up to this many characters in all (the
 # least recently used go first; ~4 characters per token, ~250 bytes per piece: ~6 MB at most).
 PIECES_CACHE_CHARS = 100_000
+SUMMARY_CACHE = 16  # summaries kept per tokenizer (each holds at most `limit` pieces)
 _SPECIAL = {"<|endoftext|>": 50256}
 _CL100K = {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259}
 _CL100K |= {"<|fim_suffix|>": 100260, "<|endofprompt|>": 100276}
@@ -108,6 +117,9 @@ class Tokenizer:
     _recent: OrderedDict[str, list[TokenPiece]] = field(
         repr=False, compare=False, default_factory=OrderedDict
     )
+    _summaries: OrderedDict[tuple[str, int], PiecesSummary] = field(
+        repr=False, compare=False, default_factory=OrderedDict
+    )
     _lock: threading.Lock = field(repr=False, compare=False, default_factory=threading.Lock)
 
     def encode(self, text: str) -> list[int]:
@@ -152,23 +164,63 @@ class Tokenizer:
                 self._recent.popitem(last=False)
         return list(made)
 
-    def _make_pieces(self, text: str) -> list[TokenPiece]:
-        if self._kind == "hf" and self.algorithm == "WordPiece":
-            # WordPiece drops spaces and lowercases: the tokens do not spell the text, so the
-            # spans come from the tokenizer's own offsets.
+    def summary(self, text: str, limit: int = 1000) -> PiecesSummary:
+        """Counts over all of `pieces(text)` (tokens, unknown, byte fragments) and its first
+        `limit` pieces, without building the rest (a long text has tens of thousands).
+
+        >>> load("gpt2").summary("hi 🚀", limit=1).fragments  # 🚀 is split into three
+        3
+        """
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit={limit!r}; allowed: an integer >= 0")
+        text = clean_text(_check_text(text))
+        with self._lock:
+            found = self._recent.get(text)
+            made = self._summaries.get((text, limit))
+        if made is None and found is not None:
+            made = PiecesSummary(
+                len(found),
+                sum(p.unknown for p in found),
+                sum(p.text is None for p in found),
+                found[:limit],
+            )
+        elif made is None and self._is_wordpiece():
             encoding = self._backend.encode(text, add_special_tokens=False)
-            unknown = self.unknown_id
-            return [
-                TokenPiece(i, token, token.encode(), start, end, i == unknown)
-                for i, token, (start, end) in zip(
-                    encoding.ids, encoding.tokens, encoding.offsets, strict=True
-                )
-            ]
+            ids = encoding.ids
+            unknown = ids.count(self.unknown_id) if self.unknown_id is not None else 0
+            made = PiecesSummary(len(ids), unknown, 0, self._wordpiece_pieces(encoding, limit))
+        elif made is None:
+            made = summarize(text, *self._ids_and_bytes(text), self.unknown_id, limit)
+        with self._lock:
+            self._summaries[(text, limit)] = made
+            self._summaries.move_to_end((text, limit))
+            while len(self._summaries) > SUMMARY_CACHE:
+                self._summaries.popitem(last=False)
+        return PiecesSummary(made.tokens, made.unknown, made.fragments, list(made.first))
+
+    def _is_wordpiece(self) -> bool:
+        return self._kind == "hf" and self.algorithm == "WordPiece"
+
+    def _wordpiece_pieces(self, encoding: Any, limit: int | None = None) -> list[TokenPiece]:
+        # WordPiece drops spaces and lowercases: the tokens do not spell the text, so the
+        # spans come from the tokenizer's own offsets. Its tokens are whole strings: no fragments.
+        unknown = self.unknown_id
+        rows = zip(encoding.ids, encoding.tokens, encoding.offsets, strict=True)
+        return [
+            TokenPiece(i, token, token.encode(), start, end, i == unknown)
+            for i, token, (start, end) in islice(rows, limit)
+        ]
+
+    def _ids_and_bytes(self, text: str) -> tuple[list[int], list[bytes]]:
         ids = self.encode(text)
         if self._kind == "tiktoken":
-            chunks = self._backend.decode_tokens_bytes(ids)  # one call into Rust for all ids
-        else:
-            chunks = [self._token_bytes(i) for i in ids]
+            return ids, self._backend.decode_tokens_bytes(ids)  # one call for all ids
+        return ids, [self._token_bytes(i) for i in ids]
+
+    def _make_pieces(self, text: str) -> list[TokenPiece]:
+        if self._is_wordpiece():
+            return self._wordpiece_pieces(self._backend.encode(text, add_special_tokens=False))
+        ids, chunks = self._ids_and_bytes(text)
         return align(text, ids, chunks, self.unknown_id)
 
     def normalize(self, text: str) -> str:
