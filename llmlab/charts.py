@@ -195,34 +195,13 @@ def trace_flow(names: list[str], shapes: list[tuple], spreads: list[float]) -> g
             hovertemplate="%{x}<br>output shape %{customdata}<br>std %{y:.3g}<extra></extra>",
         )
     )
-    figure.update_yaxes(title="spread (std, log scale)", type="log")
+    figure.update_yaxes(title="spread (std, log scale)", type="log", dtick=1)  # 1, 10, 100
     figure.update_xaxes(title="", tickangle=-45, type="category")
     return base_layout(figure, "How big the numbers get, step by step", height=380)
 
 
-def attention_heatmap(weights, tokens: list[str], title: str = "") -> go.Figure:
-    """One head's attention: row = the token looking, column = the token looked at."""
-    # Numbered labels: the same token twice must stay two rows, not merge into one category.
-    labels = [f"{i}: {token}" for i, token in enumerate(tokens)]
-    figure = go.Figure(
-        go.Heatmap(
-            z=weights,
-            x=labels,
-            y=labels,
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            colorbar={"title": "weight"},
-            hovertemplate="%{y} looks at %{x}: %{z:.3f}<extra></extra>",
-        )
-    )
-    figure.update_yaxes(autorange="reversed", title="token looking")
-    figure.update_xaxes(title="token looked at", tickangle=-45)
-    return base_layout(figure, title, height=max(360, 26 * len(tokens) + 160))
-
-
-def similarity_heatmap(matrix, labels: list[str], title: str) -> go.Figure:
-    """Cosine similarities between vectors (1 = same direction)."""
+def _square_heatmap(matrix, labels: list[str], hover: str, **options) -> go.Figure:
+    """A labels x labels heatmap of values in 0..1, first label at the top."""
     figure = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -231,12 +210,32 @@ def similarity_heatmap(matrix, labels: list[str], title: str) -> go.Figure:
             colorscale="Blues",
             zmin=0,
             zmax=1,
-            text=[[f"{v:.3f}" for v in row] for row in matrix],
-            texttemplate="%{text}",
-            hovertemplate="%{y} vs %{x}: %{z:.4f}<extra></extra>",
+            hovertemplate=hover + "<extra></extra>",
+            **options,
         )
     )
     figure.update_yaxes(autorange="reversed")
+    return figure
+
+
+def attention_heatmap(weights, tokens: list[str], title: str = "") -> go.Figure:
+    """One head's attention: row = the token looking, column = the token looked at."""
+    # Numbered labels: the same token twice must stay two rows, not merge into one category.
+    labels = [f"{i}: {token}" for i, token in enumerate(tokens)]
+    figure = _square_heatmap(
+        weights, labels, "%{y} looks at %{x}: %{z:.3f}", colorbar={"title": "weight"}
+    )
+    figure.update_yaxes(title="token looking")
+    figure.update_xaxes(title="token looked at", tickangle=-45)
+    return base_layout(figure, title, height=max(360, 26 * len(tokens) + 160))
+
+
+def similarity_heatmap(matrix, labels: list[str], title: str) -> go.Figure:
+    """Cosine similarities between vectors (1 = same direction)."""
+    text = [[f"{v:.3f}" for v in row] for row in matrix]
+    figure = _square_heatmap(
+        matrix, labels, "%{y} vs %{x}: %{z:.4f}", text=text, texttemplate="%{text}"
+    )
     return base_layout(figure, title, height=300)
 
 

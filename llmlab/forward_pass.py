@@ -203,7 +203,7 @@ def forward_trace(
 class AttentionMaps:
     prompt: Prompt
     layer: int
-    layer_kind: str  # "global" or "local (sliding window 512)"
+    layer_kind: str  # "global" or "local: sliding window of 512 tokens"
     weights: np.ndarray  # (heads, T, T): row i = how token i spreads its attention over 0..i
 
 
@@ -298,7 +298,7 @@ def attention_maps(
         pass
     finally:
         handle.remove()
-    kind = f"local (sliding window {window:,})" if window else "global"
+    kind = f"local: sliding window of {window:,} tokens" if window else "global"
     return AttentionMaps(prompt, layer, kind, captured[0][0].float().numpy())
 
 

@@ -252,7 +252,8 @@ with tabs[2]:
                 st.caption(
                     "Each row sums to 1: how one token splits its attention over itself and "
                     "the tokens before it. Above the diagonal is empty: a token never sees "
-                    "the future."
+                    "the future. Many heads pour most of their attention onto the first token "
+                    "when nothing else is relevant: a resting place, not a bug."
                 )
 
 with tabs[3]:

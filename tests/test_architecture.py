@@ -279,6 +279,7 @@ def test_attention_maps_equal_eager_attention(fixture, layer, request, eager_att
     heads = loaded.model.config.num_attention_heads
     length = len(maps.prompt.ids)
     assert maps.weights.shape == (heads, length, length)
+    assert maps.layer_kind.startswith("local") == (fixture == "gemma" and layer == 0)
     np.testing.assert_allclose(maps.weights.sum(-1), 1.0, atol=1e-5)
     assert np.all(np.triu(maps.weights, k=1) == 0)  # causal: nothing from the future
     # The shared model is untouched: same attention code, no hook left behind.
