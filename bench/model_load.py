@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, this folder would come first on the path and bench/tokenizers.py would hide
+# the `tokenizers` library: put the project root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 MODELS = ("smollm2-135m-instruct", "gemma-3-270m")
 
