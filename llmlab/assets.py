@@ -420,17 +420,15 @@ def _fetch(pack: Pack, report: Progress, deep: bool) -> PackStatus:
     return status(pack)
 
 
+def part_progress(progress: Progress | None, index: int, total: int) -> Progress:
+    """The progress of part `index` of `total` equal parts, reported on the whole's 0..1 scale."""
+    report = progress or (lambda fraction, message: None)
+    return lambda fraction, message: report((index + fraction) / total, message)
+
+
 def fetch_all(names: list[str] | None = None, progress: Progress | None = None) -> list[PackStatus]:
     packs = [get_pack(n) for n in names] if names else load_manifest()
-    report = progress or (lambda fraction, message: None)
-    results = []
-    for index, pack in enumerate(packs):
-
-        def scaled(fraction: float, message: str, index: int = index) -> None:
-            report((index + fraction) / len(packs), message)
-
-        results.append(fetch(pack, scaled))
-    return results
+    return [fetch(p, part_progress(progress, i, len(packs))) for i, p in enumerate(packs)]
 
 
 def remove(pack: Pack | str) -> None:

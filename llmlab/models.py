@@ -258,12 +258,6 @@ def prepare_offline(progress: assets.Progress | None = None) -> list[Path]:
     from llmlab.registry import MODELS
 
     names = [spec.name for spec in MODELS.values() if spec.source == "offline"]
-    report = progress or (lambda fraction, message: None)
-    done = []
-    for index, name in enumerate(names):
-
-        def scaled(fraction: float, message: str, index: int = index) -> None:
-            report((index + fraction) / len(names), message)
-
-        done.append(convert(name, scaled))
-    return done
+    return [
+        convert(name, assets.part_progress(progress, i, len(names))) for i, name in enumerate(names)
+    ]
