@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Replace this script's folder on the path by the project root: bench/tokenizers.py would
+# otherwise shadow the `tokenizers` package that transformers imports.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch  # noqa: E402
 

@@ -52,6 +52,9 @@ def _gather(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return torch.take_along_dim(tensor, indices, dim=1)
 
 
+# No autograd graph: a Streamlit script thread has gradients on by default (the mode is
+# per thread), and the decorator applies to every resumption of this generator.
+@torch.no_grad()
 def beam_loop(
     loaded: LoadedModel,
     prompt_ids: list[int],

@@ -409,6 +409,9 @@ def record_candidates(
     ]
 
 
+# No autograd graph: a Streamlit script thread has gradients on by default (the mode is
+# per thread), and the decorator applies to every resumption of this generator.
+@torch.no_grad()
 def _token_loop(
     loaded: LoadedModel,
     prompt_ids: list[int],

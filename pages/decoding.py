@@ -1,8 +1,343 @@
-"""Decoding page."""
+"""Decoding page: watch a model write one token at a time, with every choice laid open."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-from llmlab import ui
+from llmlab import charts, chat, ui
+from llmlab.decoding import MAX_NEW_TOKENS, SAMPLING, STRATEGIES, GenerationStream, iter_generate
+from llmlab.repetition import repetition_stats
 
-ui.page_intro("Decoding", "How a model writes one token at a time: greedy, sampling, top-k, top-p and beam search, step by step.")
-st.info("This page is being built. The Home page shows the models and tokenizers available now.")
+EXAMPLES = ["Once upon a time", "What is 2+2?", "Suggest a party theme."]
+LABELS = {
+    "greedy": "Greedy",
+    "sample": "Sampling (temperature)",
+    "top_k": "Top-k sampling",
+    "top_p": "Top-p (nucleus) sampling",
+    "min_p": "Min-p sampling",
+    "beam": "Beam search",
+}
+STATE = st.session_state
+
+ui.page_intro(
+    "Decoding",
+    "A language model only ever predicts a probability for every possible next token. "
+    "A decoding strategy turns those probabilities into text, one token at a time. Here you "
+    "see why greedy decoding loops, why sampling wanders, and what beam search keeps.",
+)
+
+
+def use_example() -> None:
+    if STATE.get("dec-example"):
+        STATE["dec-prompt"] = STATE["dec-example"]
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+left, right = st.columns([3, 2])
+with left:
+    st.pills("Examples", EXAMPLES, key="dec-example", on_change=use_example)
+    prompt = st.text_area(
+        "Prompt", value=EXAMPLES[0], key="dec-prompt", height=90,
+        help="The text the model continues.",
+    )  # fmt: skip
+with right:
+    model_name = ui.model_picker("dec-model", kinds=("base", "chat"))
+    use_template = st.toggle(
+        "Wrap the prompt in the chat template",
+        value=True,
+        key="dec-template",
+        help="Chat models expect the conversation markup they were tuned on; base models have none.",
+    )
+    mode = st.segmented_control(
+        "Mode", ["One strategy", "Compare strategies"], default="One strategy", key="dec-mode"
+    )
+
+if mode == "Compare strategies":
+    chosen = st.multiselect(
+        "Strategies to compare (same prompt, same seed)",
+        list(STRATEGIES),
+        default=["greedy", "top_p"],
+        format_func=LABELS.get,
+        key="dec-compare",
+        max_selections=4,
+    )
+    shown = set(chosen)
+else:
+    strategy = st.selectbox(
+        "Strategy", list(STRATEGIES), format_func=LABELS.get, key="dec-strategy"
+    )
+    st.caption(STRATEGIES[strategy])
+    chosen, shown = [strategy], {strategy}
+
+settings: dict = {}
+columns = st.columns(3)
+with columns[0]:
+    settings["max_new_tokens"] = st.slider(
+        "Max new tokens", 1, MAX_NEW_TOKENS, 40, key="dec-max-new",
+        help="Generation stops here, or earlier at the end-of-text token.",
+    )  # fmt: skip
+    if shown & set(SAMPLING):
+        settings["seed"] = int(
+            st.number_input(
+                "Seed",
+                0,
+                2**31 - 1,
+                0,
+                step=1,
+                key="dec-seed",
+                help="The same seed draws the same random numbers: the same text again.",
+            )  # fmt: skip
+        )
+with columns[1]:
+    if shown & set(SAMPLING):
+        settings["temperature"] = st.slider(
+            "Temperature", 0.05, 2.0, 1.0, 0.05, key="dec-temperature",
+            help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
+        )  # fmt: skip
+    if "top_k" in shown:
+        settings["top_k"] = st.slider(
+            "Top-k", 1, 100, 20, key="dec-top-k", help="Keep only the k most likely tokens."
+        )
+    if "top_p" in shown:
+        settings["top_p"] = st.slider(
+            "Top-p", 0.05, 1.0, 0.9, 0.05, key="dec-top-p",
+            help="Keep the most likely tokens until their probabilities add up to p.",
+        )  # fmt: skip
+    if "min_p" in shown:
+        settings["min_p"] = st.slider(
+            "Min-p", 0.0, 0.5, 0.1, 0.01, key="dec-min-p",
+            help="Keep tokens at least min_p times as likely as the most likely one.",
+        )  # fmt: skip
+    if "beam" in shown:
+        settings["num_beams"] = st.slider(
+            "Beams", 2, 5, 3, key="dec-beams", help="How many partial texts are kept each step."
+        )
+        settings["length_penalty"] = st.slider(
+            "Length penalty", -2.0, 2.0, 1.0, 0.5, key="dec-length-penalty",
+            help="Finished texts are ranked by log-prob / length^penalty: > 0 favours longer ones.",
+        )  # fmt: skip
+        settings["early_stopping"] = st.selectbox(
+            "Early stopping", [False, True, "never"], key="dec-early",
+            format_func=lambda v: {False: "heuristic (False)", True: "as soon as enough "
+                                   "finished (True)", "never": "never"}[v],
+            help="When to stop once some beams have finished (transformers' definition).",
+        )  # fmt: skip
+with columns[2]:
+    settings["repetition_penalty"] = st.slider(
+        "Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="dec-repetition",
+        help="Makes tokens already in the text less likely (1.0 = off).",
+    )  # fmt: skip
+    settings["no_repeat_ngram_size"] = st.slider(
+        "No repeated n-grams of size", 0, 6, 0, key="dec-no-repeat",
+        help="Forbids any n tokens in a row from appearing twice (0 = off).",
+    )  # fmt: skip
+
+buttons = st.columns([1, 1, 4])
+go = buttons[0].button("Generate", type="primary", key="dec-generate", width="stretch")
+buttons[1].button(
+    "Stop", key="dec-stop", width="stretch", help="Ends the generation after the current token."
+)
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+def prompt_input(loaded, text: str):
+    """The prompt as the model will see it: ids of the chat template, or the plain text."""
+    if use_template and loaded.facts.has_chat_template:
+        return chat.render_chat(loaded.tokenizer, [{"role": "user", "content": text}]).ids
+    return text
+
+
+def finish_interrupted() -> None:
+    """A run cut short by Stop (or any click) is finished as "stopped" and kept, not lost."""
+    for key in ("dec-live", "dec-live-compare"):
+        running = STATE.pop(key, None)
+        if not running:
+            continue
+        streams = running if isinstance(running, list) else [running]
+        results = []
+        for name, flag, stream in streams:
+            flag["stop"] = True
+            for _ in stream:  # the loop sees the flag at its next step and ends
+                pass
+            results.append((name, stream.result))
+        if key == "dec-live":
+            STATE["dec-result"] = results[0][1]
+        else:
+            STATE["dec-compare-results"] = results
+
+
+def start(loaded, strategy: str, text) -> tuple[dict, GenerationStream]:
+    flag = {"stop": False}
+    kwargs = {k: v for k, v in settings.items() if k in allowed_settings(strategy)}
+    stream = iter_generate(loaded, text, strategy, stop=lambda: flag["stop"], **kwargs)
+    return flag, stream
+
+
+def allowed_settings(strategy: str) -> set[str]:
+    common = {"max_new_tokens", "repetition_penalty", "no_repeat_ngram_size"}
+    extra = {
+        "greedy": set(),
+        "sample": {"temperature", "seed"},
+        "top_k": {"temperature", "seed", "top_k"},
+        "top_p": {"temperature", "seed", "top_p"},
+        "min_p": {"temperature", "seed", "min_p"},
+        "beam": {"num_beams", "length_penalty", "early_stopping"},
+    }
+    return common | extra[strategy]
+
+
+def stream_into(placeholder, stream: GenerationStream, header: str = "") -> None:
+    text = ""
+    for step in stream:
+        if step.beams is not None:
+            text = step.beams[0].text  # beam search: show the best live beam so far
+        else:
+            text += step.text_delta
+        placeholder.markdown(f"{header}{ui.escape(text)}▌", unsafe_allow_html=True)
+    placeholder.empty()  # the finished result is shown below, with its details
+
+
+finish_interrupted()
+
+if go:
+    if not prompt.strip():
+        st.warning("Type a prompt first (or pick an example above).", icon=":material/edit:")
+    elif not chosen:
+        st.warning("Choose at least one strategy to compare.")
+    else:
+        loaded = ui.get_model(model_name)
+        if loaded is not None:
+            with ui.friendly_errors():
+                text = prompt_input(loaded, prompt)
+                if mode == "Compare strategies":
+                    STATE.pop("dec-compare-results", None)
+                    slots = st.columns(len(chosen))
+                    live = []
+                    for name in chosen:
+                        flag, stream = start(loaded, name, text)
+                        live.append((name, flag, stream))
+                    STATE["dec-live-compare"] = live
+                    for (name, _, stream), slot in zip(live, slots, strict=True):
+                        with slot:
+                            st.markdown(f"**{LABELS[name]}**")
+                            stream_into(st.empty(), stream)
+                    STATE["dec-compare-results"] = [(n, s.result) for n, _, s in live]
+                    STATE.pop("dec-live-compare", None)
+                else:
+                    STATE.pop("dec-result", None)
+                    flag, stream = start(loaded, chosen[0], text)
+                    STATE["dec-live"] = (chosen[0], flag, stream)
+                    stream_into(st.empty(), stream)
+                    STATE["dec-result"] = stream.result
+                    STATE.pop("dec-live", None)
+                    if chosen[0] == "beam":
+                        with st.spinner(
+                            "Running greedy decoding too, for the path beside the tree..."
+                        ):
+                            greedy = iter_generate(
+                                loaded, text, "greedy", max_new_tokens=settings["max_new_tokens"],
+                                repetition_penalty=settings["repetition_penalty"],
+                                no_repeat_ngram_size=settings["no_repeat_ngram_size"],
+                            )  # fmt: skip
+                            STATE["dec-greedy"] = [s.chosen_token for s in greedy]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+FINISH = {
+    "eos": "The model produced its end-of-text token.",
+    "length": "Reached the maximum number of new tokens.",
+    "context": "Reached the end of the model's context window.",
+    "stopped": "Stopped by you.",
+}
+
+
+def show_text(result) -> None:
+    st.markdown(
+        f'<div style="white-space:pre-wrap"><span style="color:#888">{ui.escape(result.prompt)}'
+        f"</span><b>{ui.escape(result.text)}</b></div>",
+        unsafe_allow_html=True,
+    )
+    st.caption(
+        f"{len(result.new_ids)} tokens in {result.seconds:.1f} s · {FINISH[result.finish_reason]}"
+    )
+    for notice in result.notices:
+        st.info(notice)
+
+
+def show_chips(result) -> None:
+    labels = [
+        f"step {n + 1} · {token!r} (id {i})"
+        for n, (token, i) in enumerate(zip(result.tokens, result.new_ids, strict=True))
+    ]
+    st.markdown(
+        charts.token_chips_html(result.tokens, result.token_probs, labels), unsafe_allow_html=True
+    )
+
+
+def show_repetition(result) -> None:
+    stats = repetition_stats(result.new_ids)
+    a, b, c = st.columns(3)
+    a.metric(
+        "distinct-1", f"{stats.distinct_1:.2f}", help="Unique tokens / tokens (1 = none repeat)."
+    )
+    b.metric("distinct-2", f"{stats.distinct_2:.2f}", help="Unique token pairs / pairs.")
+    c.metric("longest repeat", f"{stats.longest_repeat_length} tokens",
+             help="The longest run of tokens that appears twice.")  # fmt: skip
+
+
+result = STATE.get("dec-result")
+if mode != "Compare strategies" and result is not None:
+    st.subheader(f"Result · {LABELS[result.strategy]}")
+    show_text(result)
+    st.markdown(
+        "**Each token, coloured by the probability it had when chosen** (hover for details)"
+    )
+    show_chips(result)
+    show_repetition(result)
+    if result.steps:
+        st.subheader("Step explorer")
+        st.caption(
+            "Grey bars: the model's probabilities. Blue: after the strategy's filters (temperature, "
+            "cut-offs), renormalised. Vermillion: the token that was chosen."
+        )
+        number = (
+            st.slider("Step", 1, len(result.steps), 1, key="dec-step")
+            if len(result.steps) > 1
+            else 1
+        )
+        step = result.steps[number - 1]
+        st.plotly_chart(
+            charts.candidates_figure(step.candidates, step.chosen_id, f"Step {number}: chose "
+                                     f"{step.chosen_token!r} (p = {step.chosen_prob:.1%})"),
+            key="dec-candidates",
+        )  # fmt: skip
+    if result.strategy == "beam" and result.steps:
+        st.subheader("Beam tree")
+        st.caption(
+            "Each column is a step. Blue: beams that continue; grey: pruned continuations; green: "
+            "finished (end-of-text). Hover for each branch's text and cumulative log-probability. "
+            "Beneath in vermillion: the greedy path."
+        )
+        st.plotly_chart(
+            charts.beam_tree_figure(result.steps[:30], STATE.get("dec-greedy", [])[:30]),
+            key="dec-beam-tree",
+        )
+
+compared = STATE.get("dec-compare-results")
+if mode == "Compare strategies" and compared:
+    st.subheader("Side by side")
+    for (name, outcome), slot in zip(compared, st.columns(len(compared)), strict=True):
+        with slot:
+            st.markdown(f"**{LABELS[name]}**")
+            show_text(outcome)
+            show_repetition(outcome)
+    st.plotly_chart(
+        charts.repetition_figure(
+            [LABELS[n] for n, _ in compared], [repetition_stats(o.new_ids) for _, o in compared]
+        ),
+        key="dec-repetition-chart",
+    )
