@@ -72,7 +72,7 @@ def main() -> None:
 
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600).run()
     start = time.perf_counter()
-    at.switch_page("pages/next_token.py").run()
+    at.switch_page("app_pages/next_token.py").run()
     first = (time.perf_counter() - start) * 1000
     moves = []
     for value in (0.7, 0.5, 1.2, 0.9, 0.6, 1.1):

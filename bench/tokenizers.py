@@ -72,7 +72,7 @@ def page_reruns(text: str, names: list[str], reruns: int) -> tuple[list[float], 
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=600).run()
-    at.switch_page("pages/tokenizers.py").run()
+    at.switch_page("app_pages/tokenizers.py").run()
     at.multiselect(key="tok-zoo").set_value(names).run()  # loads everything once
     at.text_area(key="tok-text").set_value(text[20_000:30_000]).run()
     walls, cpus = [], []

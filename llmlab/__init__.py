@@ -6,13 +6,53 @@ reproduced in a notebook:
     >>> import llmlab
     >>> llmlab.list_models()[:2]
     ['gemma-3-270m', 'smollm2-135m-instruct']
+    >>> llmlab.load_tokenizer("gpt2").encode("hello world")
+    [31373, 995]
+
+The names below are loaded on first use, so `import llmlab` stays quick (torch and
+transformers are imported only when a model is touched).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from llmlab.assets import AssetError
-from llmlab.models import LoadedModel, ModelLoadError, load
 from llmlab.registry import MODELS, resolve_model
+
+# public name -> (module, attribute)
+_LAZY: dict[str, tuple[str, str]] = {
+    # models
+    "load": ("llmlab.models", "load"),
+    "load_model": ("llmlab.models", "load"),
+    "LoadedModel": ("llmlab.models", "LoadedModel"),
+    "ModelLoadError": ("llmlab.models", "ModelLoadError"),
+    # tokenizers
+    "load_tokenizer": ("llmlab.tokenization", "load"),
+    "list_tokenizers": ("llmlab.tokenization", "list_tokenizers"),
+    "train_bpe": ("llmlab.tokenization", "train"),
+    # architecture
+    "gpt2_skeleton": ("llmlab.architecture", "gpt2_skeleton"),
+    "architecture_summary": ("llmlab.architecture", "architecture_summary"),
+    "parameter_breakdown": ("llmlab.parameters", "parameter_breakdown"),
+    "memory_by_dtype": ("llmlab.parameters", "memory_by_dtype"),
+    "forward_trace": ("llmlab.forward_pass", "forward_trace"),
+    "attention_maps": ("llmlab.forward_pass", "attention_maps"),
+    "embedding_contrast": ("llmlab.embeddings", "embedding_contrast"),
+    # next token
+    "next_token_distribution": ("llmlab.next_token", "next_token_distribution"),
+    "prompt_surprisal": ("llmlab.next_token", "prompt_surprisal"),
+    "logit_lens": ("llmlab.next_token", "logit_lens"),
+    "waterfall": ("llmlab.next_token", "waterfall"),
+    "build_filters": ("llmlab.filters", "build_filters"),
+    # decoding
+    "generate": ("llmlab.decoding", "generate"),
+    "iter_generate": ("llmlab.decoding", "iter_generate"),
+    # chat
+    "render_chat": ("llmlab.chat", "render_chat"),
+    "compare": ("llmlab.chat", "compare"),
+}
 
 
 def list_models() -> list[str]:
@@ -20,15 +60,22 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
-load_model = load
+def tokenize(text: str, tokenizer: str = "gpt2") -> list[int]:
+    """Token ids of `text` under a tokenizer of the zoo, e.g. `tokenize("hello world")`."""
+    return __getattr__("load_tokenizer")(tokenizer).encode(text)
 
-__all__ = [
-    "AssetError",
-    "LoadedModel",
-    "ModelLoadError",
-    "MODELS",
-    "list_models",
-    "load",
-    "load_model",
-    "resolve_model",
-]
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'llmlab' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["AssetError", "MODELS", "list_models", "resolve_model", "tokenize", *_LAZY]

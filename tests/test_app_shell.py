@@ -7,12 +7,12 @@ from browser_helpers import APP_PATH, no_exception, wait_for_app
 from streamlit.testing.v1 import AppTest
 
 PAGES = {
-    "pages/home.py": ("", "LLM Lab"),
-    "pages/tokenizers.py": ("tokenizers", "Tokenizers"),
-    "pages/architecture.py": ("architecture", "Architecture"),
-    "pages/next_token.py": ("next_token", "Next-Token"),
-    "pages/decoding.py": ("decoding", "Decoding"),
-    "pages/chat_vs_base.py": ("chat_vs_base", "Chat vs Base"),
+    "app_pages/home.py": ("", "LLM Lab"),
+    "app_pages/tokenizers.py": ("tokenizers", "Tokenizers"),
+    "app_pages/architecture.py": ("architecture", "Architecture"),
+    "app_pages/next_token.py": ("next_token", "Next-Token"),
+    "app_pages/decoding.py": ("decoding", "Decoding"),
+    "app_pages/chat_vs_base.py": ("chat_vs_base", "Chat vs Base"),
 }
 
 

@@ -15,7 +15,7 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 @pytest.fixture(scope="module")
 def app():
     at = AppTest.from_file(APP, default_timeout=300).run()
-    at.switch_page("pages/architecture.py").run()
+    at.switch_page("app_pages/architecture.py").run()
     return at
 
 

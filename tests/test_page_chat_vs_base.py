@@ -6,7 +6,7 @@ import pytest
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
-PAGE = "pages/chat_vs_base.py"
+PAGE = "app_pages/chat_vs_base.py"
 
 
 def _open() -> AppTest:
@@ -59,7 +59,7 @@ def test_two_turn_chat_and_bad_input():
     assert history[0]["content"] == "What is 2+2?" and history[1]["content"]
     assert history[2]["content"] == "And what is 3+3?" and history[3]["content"]
     # The history survives a visit to another page.
-    at.switch_page("pages/home.py").run()
+    at.switch_page("app_pages/home.py").run()
     at.switch_page(PAGE).run()
     assert len(at.session_state["cvb-history"]) == 4
     at.button(key="cvb-clear").click().run()
@@ -74,7 +74,7 @@ def test_base_model_chosen_for_chat_is_explained():
     assert any("cannot chat" in warning.value for warning in at.warning)
     assert at.chat_input[0].disabled
     # Widget values survive a visit to another page.
-    at.switch_page("pages/home.py").run()
+    at.switch_page("app_pages/home.py").run()
     at.switch_page(PAGE).run()
     assert at.text_area(key="cvb-prompt").value == "Once upon a time"
     assert at.selectbox(key="cvb-talk-model").value == "gemma-3-270m"

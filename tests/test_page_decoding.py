@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def app():
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180).run()
-    at.switch_page("pages/decoding.py").run()
+    at.switch_page("app_pages/decoding.py").run()
     assert not at.exception
     return at
 

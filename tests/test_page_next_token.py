@@ -16,7 +16,7 @@ APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 @pytest.fixture(scope="module")
 def app():
     at = AppTest.from_file(APP, default_timeout=300).run()
-    at.switch_page("pages/next_token.py").run()
+    at.switch_page("app_pages/next_token.py").run()
     assert not at.exception
     return at
 

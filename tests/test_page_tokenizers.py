@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def app() -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180).run()
-    at.switch_page("pages/tokenizers.py").run()
+    at.switch_page("app_pages/tokenizers.py").run()
     assert not at.exception
     return at
 
