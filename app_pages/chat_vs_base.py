@@ -84,6 +84,8 @@ with pick[1]:
         help="An instruction-tuned model with a chat template: it answers.",
     )  # fmt: skip
 
+dtype = ui.precision_picker("cvb-dtype")
+
 side_tab, chat_tab = st.tabs(["Side by side", "Chat"])
 
 
@@ -180,8 +182,8 @@ with side_tab:
                              help="Same seed, same settings: the same text every run.")  # fmt: skip
     settings = _settings("cvb-")
 
-    base = ui.get_model(base_name)
-    chat_model = ui.get_model(chat_name)
+    base = ui.get_model(base_name, dtype)
+    chat_model = ui.get_model(chat_name, dtype)
     prepared: dict = {}
     st.subheader("What the model actually sees")
     st.html(chat.legend_html())
@@ -246,7 +248,7 @@ with chat_tab:
             "cvb-talk-model", "Model to chat with", kinds=("chat", "base"), default=chat_name,
             help="Chat models only; pick a base model to see why it cannot chat.",
         )  # fmt: skip
-    loaded = ui.get_model(talk_name)
+    loaded = ui.get_model(talk_name, dtype)
     top[0].text_area(
         "System prompt", key="cvb-system", height=80, max_chars=2000,
         placeholder="Empty: the template's own default (SmolLM2 adds “You are a helpful AI "

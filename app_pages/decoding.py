@@ -52,6 +52,7 @@ with right:
     mode = st.segmented_control(
         "Mode", ["One strategy", "Compare strategies"], default="One strategy", key="dec-mode"
     )
+    dtype = ui.precision_picker("dec-dtype")
 
 if mode == "Compare strategies":
     chosen = st.multiselect(
@@ -208,7 +209,7 @@ if go:
     elif not chosen:
         st.warning("Choose at least one strategy to compare.")
     else:
-        loaded = ui.get_model(model_name)
+        loaded = ui.get_model(model_name, dtype)
         if loaded is not None:
             with ui.friendly_errors():
                 text = prompt_input(loaded, prompt)

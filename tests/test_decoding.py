@@ -53,6 +53,7 @@ def test_greedy_equals_generate(loaded, prompt):
         ("smollm2", 2, 1.0, False, "Once upon a time"),
         ("gemma", 3, 0.0, True, "What is 2+2?"),
         ("smollm2", 4, -1.0, "never", "def add(a, b):\n    return"),
+        ("gemma", 5, 1.0, False, "Once upon a time"),
     ],
 )
 def test_beam_search_equals_generate(

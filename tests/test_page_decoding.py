@@ -49,6 +49,7 @@ def test_only_the_relevant_parameters_show(app, strategy, present, absent):
 
 def test_generate_greedy_matches_the_library(app, smollm2):
     app.selectbox(key="dec-model").set_value(MODEL).run()
+    app.radio(key="dec-dtype").set_value("float32").run()  # like with like: the fixture's dtype
     app.toggle(key="dec-template").set_value(False).run()
     app.slider(key="dec-max-new").set_value(6).run()
     app.slider(key="dec-repetition").set_value(1.3).run()
