@@ -31,7 +31,7 @@ test: setup browser lint
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) bench/model_load.py
+	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean-env:
 	rm -rf $(VENV)

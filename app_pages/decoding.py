@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmlab import charts, chat, ui
+from llmlab import charts, chat, registry, ui
 from llmlab.decoding import MAX_NEW_TOKENS, SAMPLING, STRATEGIES, GenerationStream, iter_generate
 from llmlab.repetition import repetition_stats
 
@@ -43,11 +43,15 @@ with left:
     )  # fmt: skip
 with right:
     model_name = ui.model_picker("dec-model", kinds=("base", "chat"))
+    spec = registry.MODELS.get(model_name)
+    is_base = spec is not None and spec.kind == "base"
     use_template = st.toggle(
         "Wrap the prompt in the chat template",
         value=True,
         key="dec-template",
-        help="Chat models expect the conversation markup they were tuned on; base models have none.",
+        disabled=is_base,
+        help="Chat models expect the conversation markup they were tuned on; base models have "
+        "none, so a base model always gets the plain text.",
     )
     mode = st.segmented_control(
         "Mode", ["One strategy", "Compare strategies"], default="One strategy", key="dec-mode"
