@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from llmlab import assets, registry
+from llmlab import assets, model_cache, registry
 from llmlab.models import LoadedModel, ModelLoadError
 
 log = logging.getLogger("llmlab")
@@ -55,20 +55,31 @@ def friendly_errors() -> Iterator[None]:
 # --- cached resources ------------------------------------------------------------------------
 
 
-_LOADED: set[str] = set()  # names this process has loaded (for Home's "loaded" column)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _cached_model(name: str, dtype: str) -> LoadedModel:
+def _load_model(key: tuple[str, str]) -> LoadedModel:
     from llmlab import models
 
-    loaded = models.load(name, dtype=dtype)
-    _LOADED.add(name)
-    return loaded
+    name, dtype = key
+    return models.load(name, dtype=dtype)
+
+
+@st.cache_resource(show_spinner=False)
+def _model_cache() -> tuple[model_cache.ModelCache, str]:
+    """The one model cache of this server process, and a configuration warning (or "").
+
+    Every session shares it: a model is loaded once, kept while it is among the most recently
+    used (limits from LLMLAB_MAX_MODELS and LLMLAB_MODEL_MEMORY_GB), and never mutated.
+    """
+    try:
+        return model_cache.ModelCache.from_env(_load_model), ""
+    except ValueError as error:  # a bad variable must not take the whole app down
+        log.warning("model cache limits: %s; using the defaults", error)
+        return model_cache.ModelCache(_load_model), f"{error} Using the defaults instead."
 
 
 def loaded_model_names() -> set[str]:
-    return set(_LOADED)
+    """Names of the models held in memory right now (any precision)."""
+    cache, _ = _model_cache()
+    return {name for name, _dtype in cache}
 
 
 def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
@@ -85,8 +96,13 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
         " (first time: converting GGUF, ~1 min)" if first_time else ""
     )
     try:
+        cache, config_warning = _model_cache()
+        if config_warning:
+            st.warning(config_warning, icon=":material/warning:")
+        if (spec.name, dtype) in cache:  # already loaded by some session: no spinner flash
+            return cache.get((spec.name, dtype))
         with st.spinner(label + "..."):
-            return _cached_model(spec.name, dtype)
+            return cache.get((spec.name, dtype))
     except KNOWN_ERRORS as error:
         show_error(error)
         if spec.pack and not assets.status(spec.pack).verified:

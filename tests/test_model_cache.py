@@ -1,0 +1,236 @@
+"""The shared model cache: LRU order, limits from the environment, byte budget, one load under
+concurrency, and concurrent generation on one shared model."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import weakref
+
+import pytest
+
+from llmlab import model_cache
+from llmlab.decoding import generate
+from llmlab.model_cache import GB, CacheLimits, ModelCache, limits_from_env, model_nbytes
+
+
+class Weights:
+    """A stand-in value that can be weakly referenced (to see when it is freed)."""
+
+    def __init__(self, key: str, nbytes: int = 0) -> None:
+        self.key = key
+        self.nbytes = nbytes
+
+
+def counting_loader(sizes: dict[str, int] | None = None, delay: float = 0.0):
+    calls: list[str] = []
+
+    def load(key: str) -> Weights:
+        calls.append(key)
+        if delay:
+            time.sleep(delay)
+        return Weights(key, (sizes or {}).get(key, 0))
+
+    return load, calls
+
+
+def make(max_models=4, max_bytes=GB, sizes=None, delay=0.0):
+    load, calls = counting_loader(sizes, delay)
+    return ModelCache(load, max_models, max_bytes, size_of=lambda w: w.nbytes), calls
+
+
+def test_hit_returns_the_same_object_without_reloading():
+    cache, calls = make()
+    first = cache.get("a")
+    assert cache.get("a") is first
+    assert calls == ["a"] and cache.loads == 1
+
+
+def test_least_recently_used_goes_first():
+    cache, calls = make(max_models=2)
+    cache.get("a")
+    cache.get("b")
+    cache.get("a")  # "a" is now the most recent
+    cache.get("c")  # evicts "b"
+    assert cache.keys() == ["a", "c"]
+    assert cache.evictions == 1
+    cache.get("b")  # reloaded, evicts "a"
+    assert calls == ["a", "b", "c", "b"]
+    assert cache.keys() == ["c", "b"]
+
+
+def test_count_cap_of_one_keeps_only_the_newest():
+    cache, _ = make(max_models=1)
+    for key in "abc":
+        assert cache.get(key).key == key
+        assert cache.keys() == [key]
+
+
+def test_byte_budget_evicts_oldest_until_it_fits():
+    sizes = {"gemma-fp32": 1100, "gemma-bf16": 550, "smol-fp32": 550, "smol-bf16": 270}
+    cache, _ = make(max_models=10, max_bytes=2000, sizes=sizes)
+    cache.get("gemma-fp32")
+    cache.get("gemma-bf16")
+    assert cache.nbytes() == 1650
+    cache.get("smol-fp32")  # 2200 > 2000: the oldest (gemma-fp32) goes
+    assert cache.keys() == ["gemma-bf16", "smol-fp32"] and cache.nbytes() == 1100
+    cache.get("smol-bf16")  # 1370 fits
+    assert len(cache) == 3
+
+
+def test_an_entry_over_the_budget_alone_is_still_served():
+    cache, _ = make(max_bytes=100, sizes={"big": 500, "small": 10})
+    cache.get("small")
+    assert cache.get("big").nbytes == 500
+    assert cache.keys() == ["big"]
+
+
+def test_eviction_does_not_free_a_model_still_in_use():
+    cache, _ = make(max_models=1)
+    in_use = cache.get("a")  # a session holds it while generating
+    ref = weakref.ref(in_use)
+    cache.get("b")  # "a" leaves the cache ...
+    gc.collect()
+    assert "a" not in cache and ref() is in_use  # ... but lives while the session uses it
+    del in_use
+    gc.collect()
+    assert ref() is None  # and is freed once nobody holds it
+
+
+def test_concurrent_gets_of_the_same_key_load_once():
+    cache, calls = make(delay=0.3)
+    results: list[Weights] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(cache.get("a"))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert calls == ["a"]
+    assert len(results) == 8 and all(r is results[0] for r in results)
+
+
+def test_different_keys_load_in_parallel():
+    cache, calls = make(delay=0.4)
+    start = time.perf_counter()
+    threads = [threading.Thread(target=cache.get, args=(k,)) for k in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    # One lock held during loading would take 1.2 s; per-key loading overlaps them.
+    assert time.perf_counter() - start < 1.0
+    assert sorted(calls) == ["a", "b", "c"]
+
+
+def test_a_failed_load_reaches_every_waiter_and_is_not_cached():
+    attempts = []
+
+    def flaky(key: str) -> Weights:
+        attempts.append(key)
+        time.sleep(0.2)
+        if len(attempts) == 1:
+            raise OSError("disk gone")
+        return Weights(key)
+
+    cache = ModelCache(flaky, size_of=lambda w: 0)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            cache.get("a")
+        except OSError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(errors) == 3 and attempts == ["a"]
+    assert "a" not in cache
+    assert cache.get("a").key == "a" and attempts == ["a", "a"]  # the next call retries
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, CacheLimits(4, 4 * GB)),
+        ({"LLMLAB_MAX_MODELS": "", "LLMLAB_MODEL_MEMORY_GB": "  "}, CacheLimits(4, 4 * GB)),
+        ({"LLMLAB_MAX_MODELS": "2"}, CacheLimits(2, 4 * GB)),
+        ({"LLMLAB_MODEL_MEMORY_GB": "1.5"}, CacheLimits(4, int(1.5 * GB))),
+        ({"LLMLAB_MAX_MODELS": " 1 ", "LLMLAB_MODEL_MEMORY_GB": "8"}, CacheLimits(1, 8 * GB)),
+    ],
+)
+def test_limits_from_env(env, expected):
+    assert limits_from_env(env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two", "1.5", "9" * 400 + "x", "\x00"])
+def test_bad_max_models_names_the_variable(value):
+    with pytest.raises(ValueError, match="LLMLAB_MAX_MODELS"):
+        limits_from_env({"LLMLAB_MAX_MODELS": value})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "four", "<script>"])
+def test_bad_memory_names_the_variable(value):
+    with pytest.raises(ValueError, match="LLMLAB_MODEL_MEMORY_GB"):
+        limits_from_env({"LLMLAB_MODEL_MEMORY_GB": value})
+
+
+def test_from_env_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("LLMLAB_MAX_MODELS", "1")
+    monkeypatch.setenv("LLMLAB_MODEL_MEMORY_GB", "0.5")
+    cache = ModelCache.from_env(lambda k: Weights(k), size_of=lambda w: 0)
+    assert (cache.max_models, cache.max_bytes) == (1, GB // 2)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_models": 0}, {"max_models": True}, {"max_bytes": 0}])
+def test_bad_constructor_arguments(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        ModelCache(lambda k: k, **kwargs)
+
+
+def test_defaults_fit_the_four_offline_variants_in_4_gb():
+    # fp32 Gemma 3 + bf16 Gemma 3 + fp32 SmolLM2 + bf16 SmolLM2, from the parameter counts.
+    gemma, smol = 268_098_176, 134_515_008
+    total = gemma * 4 + gemma * 2 + smol * 4 + smol * 2
+    assert model_cache.DEFAULT_MAX_MODELS >= 4
+    assert total < model_cache.DEFAULT_MEMORY_GB * GB
+
+
+def test_model_nbytes_matches_the_parameter_count(smollm2):
+    # Tied input/output embeddings are one tensor: counted once.
+    params = sum(p.numel() for p in smollm2.model.parameters())
+    assert params == smollm2.facts.parameters == 134_515_008
+    buffers = sum(b.numel() * b.element_size() for b in smollm2.model.buffers())
+    assert model_nbytes(smollm2) == params * 4 + buffers
+
+
+def test_concurrent_generation_on_one_shared_model_matches_a_single_run(smollm2):
+    prompt = "The capital of France is"
+    expected = generate(smollm2, prompt, max_new_tokens=8).new_ids
+    results: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            results[i] = generate(smollm2, prompt, max_new_tokens=8).new_ids
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert [results[i] for i in range(3)] == [expected] * 3
+    assert not smollm2.model.training  # still the shared eval model
