@@ -23,6 +23,7 @@ from llmlab.tokenization.samples import (
 
 DEFAULT_CHOICE = ["gpt2", "cl100k_base", "llama-spm", "bert-wordpiece"]
 CHIPS = 1000  # tokens drawn as chips per tokenizer; the rest are counted
+SAMPLE_CHARS = 2000  # replaying merges is pure Python: a longer sample is cut, with a notice
 BPE_SAMPLE = "The tokenizer learns its vocabulary from text; unbelievable words split apart."
 
 
@@ -298,7 +299,15 @@ with bpe_tab:
             steps = st.slider(
                 "Replay the first N merges", 0, len(trace), len(trace), key="tok-bpe-step"
             )
-            shown = st.text_input("Sample text", BPE_SAMPLE, key="tok-bpe-sample")
+            shown = st.text_input(
+                "Sample text", BPE_SAMPLE, key="tok-bpe-sample", max_chars=SAMPLE_CHARS
+            )
+            if len(shown) > SAMPLE_CHARS:
+                st.warning(
+                    f"The sample has {len(shown):,} characters; only the first "
+                    f"{SAMPLE_CHARS:,} are replayed."
+                )
+                shown = shown[:SAMPLE_CHARS]
             replayed = _replay(training, vocab_size, shown, steps)
             pieces = byte_pieces(replayed)
             st.markdown(f"After **{steps}** merges: **{len(replayed)}** tokens")
