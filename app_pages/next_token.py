@@ -9,6 +9,9 @@ import torch
 from llmlab import charts, ui
 from llmlab import next_token as nt
 
+# The page reads at most this many tokens of a prompt: every view keeps the scores of every
+# position (tokens x vocabulary floats), so a whole 8k context would take minutes and gigabytes.
+MAX_TOKENS = 1024
 EXAMPLES = ["The capital of France is", "Hello my name", "def fibonacci(n):", "Once upon a time"]
 
 ui.page_intro(
@@ -52,11 +55,14 @@ if prompt == "":
     st.stop()
 
 with ui.friendly_errors(), st.spinner("Running the model once over your prompt..."):
-    distribution = nt.next_token_distribution(loaded, prompt)
+    distribution = nt.next_token_distribution(loaded, prompt, MAX_TOKENS)
 if "distribution" not in dir():
     st.stop()
 if distribution.notice:
-    st.warning(distribution.notice, icon=":material/content_cut:")
+    st.warning(
+        f"This page reads at most {MAX_TOKENS:,} tokens. {distribution.notice}",
+        icon=":material/content_cut:",
+    )
 
 # --- the knobs -----------------------------------------------------------------------------
 knobs, chart_area = st.columns([1, 3])
@@ -247,7 +253,7 @@ with tab_pick:
     )  # fmt: skip
 
 with tab_surprise:
-    surprisal = nt.prompt_surprisal(loaded, prompt)
+    surprisal = nt.prompt_surprisal(loaded, prompt, MAX_TOKENS)
     st.caption(
         "How surprised the model was by each token of your own prompt: surprisal = "
         "-log2(probability), in bits. Perplexity = exp(average loss): roughly how many "
@@ -288,7 +294,7 @@ with tab_lens:
         "guess vaguely; the answer usually takes shape in the last few layers."
     )
     with ui.friendly_errors(), st.spinner("Reading every layer..."):
-        lens = nt.logit_lens(loaded, prompt, top=5)
+        lens = nt.logit_lens(loaded, prompt, top=5, max_tokens=MAX_TOKENS)
         st.plotly_chart(
             charts.logit_lens_heatmap(
                 lens.layers,  # the first row is drawn at the bottom: input low, output high
