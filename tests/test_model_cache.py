@@ -234,3 +234,18 @@ def test_concurrent_generation_on_one_shared_model_matches_a_single_run(smollm2)
     assert not errors
     assert [results[i] for i in range(3)] == [expected] * 3
     assert not smollm2.model.training  # still the shared eval model
+
+
+def test_the_app_shares_one_cache_and_survives_a_bad_variable(monkeypatch):
+    from llmlab import ui
+
+    monkeypatch.setenv("LLMLAB_MAX_MODELS", "many")
+    ui._model_cache.clear()  # build the process cache afresh under the bad variable
+    try:
+        cache, warning = ui._model_cache()
+        assert ui._model_cache()[0] is cache  # one cache for every session of the process
+        assert "LLMLAB_MAX_MODELS='many'" in warning and "defaults" in warning
+        assert cache.max_models == model_cache.DEFAULT_MAX_MODELS
+        assert ui.loaded_model_names() == set()
+    finally:
+        ui._model_cache.clear()  # the next user of the app reads the real environment
