@@ -249,3 +249,18 @@ def test_the_app_shares_one_cache_and_survives_a_bad_variable(monkeypatch):
         assert ui.loaded_model_names() == set()
     finally:
         ui._model_cache.clear()  # the next user of the app reads the real environment
+
+
+def test_a_real_model_evicted_mid_generation_finishes_unchanged(smollm2):
+    from llmlab import models
+    from llmlab.decoding import iter_generate
+
+    cache = ModelCache(lambda key: models.load(*key), max_models=1)
+    shared = cache.get(("smollm2-135m-instruct", "float32"))
+    stream = iter_generate(shared, "Once upon a time", max_new_tokens=6)
+    first = next(iter(stream))  # one session is mid-generation ...
+    cache.get(("smollm2-135m-instruct", "bfloat16"))  # ... when another's load evicts its model
+    assert cache.keys() == [("smollm2-135m-instruct", "bfloat16")] and cache.evictions == 1
+    rest = list(stream)
+    expected = generate(smollm2, "Once upon a time", max_new_tokens=6).new_ids
+    assert [first.chosen_id, *(s.chosen_id for s in rest)] == expected == stream.result.new_ids
