@@ -8,6 +8,8 @@ from llmlab import charts, chat, registry, ui
 from llmlab.decoding import MAX_NEW_TOKENS, SAMPLING, STRATEGIES, GenerationStream, iter_generate
 from llmlab.repetition import repetition_stats
 
+# Longer prompts are refused before tokenizing: a CPU would take minutes to continue them.
+MAX_PROMPT_CHARS = 20_000
 EXAMPLES = ["Once upon a time", "What is 2+2?", "Suggest a party theme."]
 LABELS = {
     "greedy": "Greedy",
@@ -210,6 +212,12 @@ finish_interrupted()
 if go:
     if not prompt.strip():
         st.warning("Type a prompt first (or pick an example above).", icon=":material/edit:")
+    elif len(prompt) > MAX_PROMPT_CHARS:
+        st.warning(
+            f"The prompt has {len(prompt):,} characters; this page continues prompts of at most "
+            f"{MAX_PROMPT_CHARS:,}. Shorten it and press Generate again.",
+            icon=":material/content_cut:",
+        )
     elif not chosen:
         st.warning("Choose at least one strategy to compare.")
     else:
@@ -218,12 +226,14 @@ if go:
             with ui.friendly_errors():
                 text = prompt_input(loaded, prompt)
                 if mode == "Compare strategies":
-                    STATE.pop("dec-compare-results", None)
                     slots = st.columns(len(chosen))
                     live = []
                     for name in chosen:
                         flag, stream = start(loaded, name, text)
                         live.append((name, flag, stream))
+                    # Settings and prompt are checked when a run starts: a refused run (say,
+                    # a prompt longer than the context) keeps the earlier results on the page.
+                    STATE.pop("dec-compare-results", None)
                     STATE["dec-live-compare"] = live
                     for (name, _, stream), slot in zip(live, slots, strict=True):
                         with slot:
@@ -232,8 +242,8 @@ if go:
                     STATE["dec-compare-results"] = [(n, s.result) for n, _, s in live]
                     STATE.pop("dec-live-compare", None)
                 else:
-                    STATE.pop("dec-result", None)
                     flag, stream = start(loaded, chosen[0], text)
+                    STATE.pop("dec-result", None)  # only once the new run is accepted
                     STATE["dec-live"] = (chosen[0], flag, stream)
                     stream_into(st.empty(), stream)
                     STATE["dec-result"] = stream.result
