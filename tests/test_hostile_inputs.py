@@ -1,0 +1,252 @@
+"""Hostile input on every page: odd text in every text field, extreme values in every parameter.
+
+For each input the page must show no traceback, render nothing of the input as raw HTML, and keep
+the results it had already computed. The library refuses bad numbers with a `ValueError` that
+names the argument. The module prints how many inputs were tried and how many passed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from browser_helpers import APP_PATH
+from streamlit.testing.v1 import AppTest
+
+from llmlab import decoding, filters
+from llmlab import next_token as nt
+
+MODEL = "smollm2-135m-instruct"
+
+# The catalogue of bad text. Each entry is small except the 1 MB one, which a page must refuse
+# or cut before any forward pass.
+TEXTS: dict[str, str] = {
+    "empty": "",
+    "whitespace": " \t\n  \n",
+    "1MB": ("lorem ipsum " * 90_000)[:1_000_000],
+    "nul+control": "a\x00b\x01c\x07d\x1b[31mred\x7f\r\n",
+    # A lone surrogate cannot cross the wire (widget values travel as UTF-8): the browser sends
+    # U+FFFD in its place. The library itself gets the real thing below.
+    "lone surrogate": "x\ufffdy",
+    "rtl marks": "\u202eabc\u200fdef\u202c",
+    "zero-width joiner": "👩\u200d💻 a\u200bb\u2060c",
+    "script": "<script>alert(1)</script>",
+    "img onerror": "<img src=x onerror=alert(1)>",
+    "md link": "[x](javascript:alert(1))",
+    "md bold": "**bold**",
+    "md heading": "# heading",
+}
+# What must never reach the browser as live HTML (escaped, "&lt;script&gt;" is plain text).
+RAW_HTML = re.compile(r"<script|<img\s+src=x", re.IGNORECASE)
+
+tally = {"tried": 0, "passed": 0}
+
+
+def _html_bodies(at: AppTest) -> list[str]:
+    """Every body the browser would read as HTML: st.html and markdown with HTML allowed."""
+    bodies = [h.value for h in at.get("html")]
+    for kind in ("markdown", "caption"):
+        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
+    return bodies
+
+
+def _check(at: AppTest, kept: dict[str, object], name: str) -> None:
+    """The page after a hostile run: no traceback, no raw HTML, earlier results still there."""
+    tally["tried"] += 1
+    assert not at.exception, f"{name}: {at.exception[0].value if at.exception else ''}"
+    for body in _html_bodies(at):
+        found = RAW_HTML.search(body)
+        assert found is None, f"{name}: raw HTML {found.group(0)!r} rendered"
+    for key, value in kept.items():
+        assert key in at.session_state, f"{name}: {key} was lost"
+        assert at.session_state[key] is value or at.session_state[key] == value, (
+            f"{name}: {key} changed"
+        )
+    tally["passed"] += 1
+
+
+def _sweep_text(at: AppTest, kind: str, key: str, kept: dict[str, object], click=None) -> None:
+    """Feed every catalogue entry into one text widget (then press `click`, if given)."""
+    original = getattr(at, kind)(key=key).value
+    for label, text in TEXTS.items():
+        getattr(at, kind)(key=key).set_value(text)
+        if click:
+            at.button(key=click).click()
+        at.run()
+        _check(at, kept, f"{key} <- {label}")
+    getattr(at, kind)(key=key).set_value(original).run()
+
+
+def _sweep_numbers(at: AppTest, kept: dict[str, object], skip: set[str] = frozenset()) -> None:
+    """Every slider and number input at the lowest and highest value the widget allows."""
+    for kind in ("slider", "number_input"):
+        for widget in list(getattr(at, kind)):
+            if not widget.key or widget.key in skip or widget.disabled:
+                continue
+            original = widget.value
+            if isinstance(original, (tuple, list)):
+                continue
+            for end in (widget.min, widget.max):
+                getattr(at, kind)(key=widget.key).set_value(end).run()
+                _check(at, kept, f"{widget.key} <- {end}")
+            getattr(at, kind)(key=widget.key).set_value(original).run()
+
+
+def _open(page: str) -> AppTest:
+    at = AppTest.from_file(APP_PATH, default_timeout=240).run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    print(f"\nhostile inputs: tried {tally['tried']}, passed {tally['passed']}")
+
+
+def test_tokenizers_page():
+    at = _open("tokenizers")
+    at.text_area(key="tok-text").set_value("Hello world").run()
+    kept = {"tok-zoo": at.session_state["tok-zoo"]}
+    _sweep_text(at, "text_area", "tok-text", kept)
+    _sweep_text(at, "text_area", "tok-corpus", kept)
+    _sweep_text(at, "text_input", "tok-word-in", kept)
+    _sweep_text(at, "text_input", "tok-bpe-sample", kept)
+    at.radio(key="tok-bpe-src").set_value("My own text").run()
+    _sweep_text(at, "text_area", "tok-bpe-own", kept)
+    _sweep_numbers(at, kept, skip={"tok-bpe-vocab"})
+    vocab = at.slider(key="tok-bpe-vocab")
+    vocab.set_value(vocab.min).run()
+    _check(at, kept, "tok-bpe-vocab <- min")
+
+
+def test_next_token_page():
+    at = _open("next_token")
+    at.selectbox(key="nt-model").set_value(MODEL).run()
+    at.text_area(key="nt-prompt").set_value("The capital of France is").run()
+    assert not at.exception and not at.error
+    kept = {"nt-model": MODEL, "nt-temperature": at.session_state["nt-temperature"]}
+    _sweep_text(at, "text_area", "nt-prompt", kept)
+    kept = {"nt-model": MODEL, "nt-prompt": "The capital of France is"}
+    _sweep_numbers(at, kept)
+    at.toggle(key="nt-guess-mode").set_value(True).run()
+    _sweep_text(at, "text_input", "nt-guess", kept)
+
+
+def test_architecture_page():
+    at = _open("architecture")
+    at.selectbox(key="arch-model").set_value(MODEL).run()
+    assert not at.exception and not at.error
+    at.text_input(key="arch-word").set_value("river").run()
+    kept = {"arch-model": MODEL, "arch-word": "river"}
+    _sweep_text(at, "text_area", "arch-prompt", kept)
+    _sweep_text(at, "text_area", "arch-sentences", kept)
+    _sweep_text(at, "text_input", "arch-words", kept)
+    _sweep_text(at, "text_input", "arch-word", {"arch-model": MODEL})
+    _sweep_numbers(at, {"arch-model": MODEL})
+
+
+def test_decoding_page():
+    at = _open("decoding")
+    at.selectbox(key="dec-model").set_value(MODEL).run()
+    at.radio(key="dec-dtype").set_value("float32").run()
+    at.slider(key="dec-max-new").set_value(2).run()
+    at.button(key="dec-generate").click().run()
+    assert not at.exception and not at.error
+    result = at.session_state["dec-result"]
+    kept = {"dec-result": result}
+    _sweep_text(at, "text_area", "dec-prompt", kept)
+    # Pressing Generate with a bad prompt: a message, never a model run on a 1 MB prompt. Only
+    # inputs that are refused leave the earlier result in place, so those are checked with it.
+    for label in ("empty", "whitespace", "1MB"):
+        at.text_area(key="dec-prompt").set_value(TEXTS[label])
+        at.button(key="dec-generate").click().run()
+        _check(at, kept, f"dec-prompt + Generate <- {label}")
+        assert at.error or at.warning or at.info, label
+    for label in ("nul+control", "lone surrogate", "rtl marks", "zero-width joiner", "script"):
+        at.text_area(key="dec-prompt").set_value(TEXTS[label])
+        at.button(key="dec-generate").click().run()
+        _check(at, {}, f"dec-prompt + Generate <- {label}")
+    _sweep_numbers(at, {}, skip={"dec-max-new"})
+
+
+def test_chat_vs_base_page():
+    at = _open("chat_vs_base")
+    at.text_area(key="cvb-prompt").set_value("What is 2+2?")
+    at.slider(key="cvb-max-tokens").set_value(4)
+    at.button(key="cvb-run").click().run()
+    assert not at.exception and not at.error
+    kept = {"cvb-results": at.session_state["cvb-results"]}
+    _sweep_text(at, "text_area", "cvb-prompt", kept)
+    _sweep_text(at, "text_area", "cvb-system", kept)
+    for label in ("empty", "whitespace"):
+        at.text_area(key="cvb-prompt").set_value(TEXTS[label]).run()
+        assert at.button(key="cvb-run").disabled  # nothing to run: the button is off
+        _check(at, kept, f"cvb-prompt + Run <- {label}")
+        assert at.error, label
+    # The text box caps its length (max_chars): 1 MB arrives cut to 4,000 characters.
+    at.text_area(key="cvb-prompt").set_value(TEXTS["1MB"]).run()
+    _check(at, kept, "cvb-prompt (cut) <- 1MB")
+    assert len(at.session_state["cvb-prompt"]) == 4000
+    at.text_area(key="cvb-prompt").set_value("What is 2+2?").run()
+    at.slider(key="cvb-chat-max-tokens").set_value(8).run()
+    for label in ("empty", "whitespace", "1MB", "script"):  # the last two get a reply each
+        at.chat_input[0].set_value(TEXTS[label]).run()
+        _check(at, kept, f"cvb-chat-input <- {label}")
+    _sweep_numbers(at, kept, skip={"cvb-budget"})
+
+
+BAD_NUMBERS = [-1, -1e9, math.nan, math.inf, -math.inf, 10**12, 1e300, True, "3"]
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS, ids=repr)
+@pytest.mark.parametrize(
+    ("strategy", "name"),
+    [
+        ("greedy", "max_new_tokens"),
+        ("greedy", "repetition_penalty"),
+        ("greedy", "no_repeat_ngram_size"),
+        ("sample", "temperature"),
+        ("sample", "seed"),
+        ("top_k", "top_k"),
+        ("top_p", "top_p"),
+        ("min_p", "min_p"),
+        ("beam", "num_beams"),
+        ("beam", "length_penalty"),
+    ],
+)
+def test_decoding_settings_refuse_bad_numbers(strategy, name, value):
+    if name == "seed" and value == 10**12:
+        pytest.skip("a large seed is a valid seed")
+    if name == "length_penalty" and value == -1:
+        pytest.skip("a negative length penalty is allowed (it favours short beams)")
+    tally["tried"] += 1
+    with pytest.raises(ValueError, match=name):
+        decoding.validate_settings(strategy, **{name: value})
+    tally["passed"] += 1
+
+
+FILTER_CASES = [
+    (name, value)
+    for name in ("temperature", "top_p", "min_p", "top_k", "repetition_penalty")
+    for value in (-1.0, math.nan, math.inf, -math.inf)
+] + [("top_p", 1e300), ("min_p", 1e300), ("top_k", -5), ("top_k", 2.5)]
+
+
+@pytest.mark.parametrize(("name", "value"), FILTER_CASES, ids=repr)
+def test_filters_refuse_bad_numbers(name, value):
+    """A huge temperature is a valid (flat) one; probabilities above 1 and negatives are not."""
+    tally["tried"] += 1
+    with pytest.raises(ValueError, match=name):
+        filters.build_filters(**{name: value})
+    with pytest.raises(ValueError, match=name):
+        nt.waterfall(torch.zeros(8), **{name: value})
+    tally["passed"] += 1
+
+
+def test_zz_every_input_passed():
+    print(f"\nhostile inputs: tried {tally['tried']}, passed {tally['passed']}")
+    assert tally["tried"] > 0 and tally["tried"] == tally["passed"]
