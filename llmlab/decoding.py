@@ -323,6 +323,13 @@ def prepare_prompt(
     """
     tokenizer = loaded.tokenizer
     if isinstance(prompt, str):
+        try:  # a lone surrogate ("\ud800") is a Python str but not text a tokenizer can read
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"prompt has an invalid character {prompt[error.start]!r} at position "
+                f"{error.start}: allowed: text that can be written as UTF-8"
+            ) from None
         # The tokenizer's defaults add what the model expects at the start (Gemma's <bos>).
         ids = list(tokenizer(prompt)["input_ids"])
         text = prompt

@@ -247,6 +247,28 @@ def test_filters_refuse_bad_numbers(name, value):
     tally["passed"] += 1
 
 
+@pytest.mark.parametrize("text", ["\ud800", "x\udfffy", "ok \ud83d"], ids=repr)
+def test_lone_surrogates_are_refused_by_name(smollm2, text):
+    """The browser never sends one, but a library caller can: a ValueError, not a TypeError."""
+    tally["tried"] += 1
+    with pytest.raises(ValueError, match="prompt"):
+        nt.next_token_distribution(smollm2, text)
+    with pytest.raises(ValueError, match="prompt"):
+        decoding.prepare_prompt(smollm2, text, 2)
+    tally["passed"] += 1
+
+
+@pytest.mark.parametrize("label", [k for k in TEXTS if k not in ("empty", "whitespace", "1MB")])
+def test_odd_text_runs_in_the_library(smollm2, label):
+    """Control characters, marks and markup are ordinary text to the model."""
+    tally["tried"] += 1
+    distribution = nt.next_token_distribution(smollm2, TEXTS[label])
+    assert torch.isfinite(distribution.logits).all()
+    text, ids, budget, _ = decoding.prepare_prompt(smollm2, TEXTS[label], 2)
+    assert text == TEXTS[label] and ids and budget == 2
+    tally["passed"] += 1
+
+
 def test_zz_every_input_passed():
     print(f"\nhostile inputs: tried {tally['tried']}, passed {tally['passed']}")
     assert tally["tried"] > 0 and tally["tried"] == tally["passed"]
