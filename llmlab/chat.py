@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llmlab.tokenization.pieces import require_utf8
+
 ROLES = ("system", "user", "assistant")
 BASE_FRAMES = ("plain", "few-shot")
 MAX_MESSAGE_TOKENS = 512  # a longer chat message is cut to this many tokens (with a notice)
@@ -215,7 +217,7 @@ def check_message(
         raise ValueError(f"max_tokens={max_tokens!r} must be a whole number of at least 1")
     if text is None or not text.strip():
         return MessageCheck(None, ["The message is empty: type something, then press Enter."])
-    text = text.strip()
+    text = require_utf8(text.strip(), "message")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) <= max_tokens:
         return MessageCheck(text)
@@ -371,6 +373,7 @@ def _loaded(model: Any) -> Any:
 def _check_prompt(prompt: str) -> None:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt is empty; type a prompt or pick a ready one")
+    require_utf8(prompt)
 
 
 def prepare_base(loaded: Any, prompt: str, frame: str = "plain") -> PreparedRun:

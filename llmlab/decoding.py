@@ -27,6 +27,7 @@ import torch
 
 from llmlab import filters as filters_module
 from llmlab.repetition import NoRepeatNGram
+from llmlab.tokenization.pieces import require_utf8
 
 if TYPE_CHECKING:
     from llmlab.models import LoadedModel
@@ -323,13 +324,7 @@ def prepare_prompt(
     """
     tokenizer = loaded.tokenizer
     if isinstance(prompt, str):
-        try:  # a lone surrogate ("\ud800") is a Python str but not text a tokenizer can read
-            prompt.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise ValueError(
-                f"prompt has an invalid character {prompt[error.start]!r} at position "
-                f"{error.start}: allowed: text that can be written as UTF-8"
-            ) from None
+        require_utf8(prompt)  # a lone surrogate is not text a tokenizer can read
         # The tokenizer's defaults add what the model expects at the start (Gemma's <bos>).
         ids = list(tokenizer(prompt)["input_ids"])
         text = prompt

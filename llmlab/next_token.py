@@ -30,6 +30,7 @@ import torch
 
 from llmlab import filters as F
 from llmlab.models import LoadedModel
+from llmlab.tokenization.pieces import require_utf8
 
 CACHE_SIZE = 16
 _cache: OrderedDict[tuple, ForwardRecord] = OrderedDict()
@@ -189,13 +190,7 @@ def _encode(
         raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
     if prompt == "":
         raise ValueError("prompt is empty: type a few words for the model to continue")
-    try:  # a lone surrogate ("\ud800") is a Python str but not text a tokenizer can read
-        prompt.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(
-            f"prompt has an invalid character {prompt[error.start]!r} at position {error.start}: "
-            "allowed: text that can be written as UTF-8"
-        ) from None
+    require_utf8(prompt)  # a lone surrogate is not text a tokenizer can read
     ids = loaded.tokenizer(prompt)["input_ids"]
     limit = max_tokens or loaded.facts.context_length
     if limit < 2:

@@ -305,3 +305,12 @@ def test_run_segments_mark_special_template_and_content(gemma, smollm2):
     html = chat.segments_html(chat.run_segments(templated, smollm2.tokenizer, prompt))
     assert "<b>" not in html and "&lt;b&gt;2+2&lt;/b&gt;" in html  # user text is escaped
     assert html.count("&lt;|im_start|&gt;</span>") == 3
+
+
+def test_lone_surrogates_are_value_errors_naming_the_field(smollm2):
+    with pytest.raises(ValueError, match="message has an invalid character"):
+        chat.check_message("hi \ud800", smollm2.tokenizer)
+    with pytest.raises(ValueError, match="prompt has an invalid character"):
+        chat.prepare_base(smollm2, "a \ud800 b")
+    with pytest.raises(ValueError, match="prompt has an invalid character"):
+        chat.prepare_chat(smollm2, "\udfff")

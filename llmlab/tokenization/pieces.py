@@ -71,6 +71,26 @@ def has_lone_surrogates(text: str) -> bool:
     return bool(_LONE_SURROGATE.search(text))
 
 
+def require_utf8(text: str, name: str = "prompt") -> str:
+    """Return `text`, or raise ValueError when it cannot be written as UTF-8.
+
+    A lone surrogate ("\\ud800") is a valid Python str but not text a tokenizer can read.
+
+    >>> require_utf8("\\ud800x")
+    Traceback (most recent call last):
+    ...
+    ValueError: prompt has an invalid character '\\ud800' at position 0: allowed: text that can be written as UTF-8
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{name} has an invalid character {text[error.start]!r} at position {error.start}: "
+            "allowed: text that can be written as UTF-8"
+        ) from None
+    return text
+
+
 @cache
 def _gpt2_unicode_to_byte() -> dict[str, int]:
     """GPT-2 shows each byte as a printable character (space -> 'Ġ', newline -> 'Ċ'); invert it."""
