@@ -242,14 +242,4 @@ def _step_record(
     )
     for candidate in candidates:
         candidate.kept = candidate.token_id in surviving or candidate.token_id == chosen
-    mine = next(c for c in candidates if c.token_id == chosen)
-    return StepRecord(
-        step=step,
-        candidates=candidates,
-        chosen_id=chosen,
-        chosen_token=mine.token,
-        chosen_prob=mine.prob_after,
-        chosen_prob_before=mine.prob_before,
-        text_delta="",
-        beams=beams,
-    )
+    return StepRecord.for_choice(step, candidates, chosen, "", beams)

@@ -83,6 +83,28 @@ class StepRecord:
     text_delta: str  # new text this step adds (whole characters only; "" for beam search)
     beams: list[BeamState] | None = None  # beam search: live beams first, then pruned ones
 
+    @classmethod
+    def for_choice(
+        cls,
+        step: int,
+        candidates: list[Candidate],
+        chosen: int,
+        text_delta: str,
+        beams: list[BeamState] | None = None,
+    ) -> StepRecord:
+        """The record of a step whose chosen token is among `candidates`."""
+        mine = next(c for c in candidates if c.token_id == chosen)
+        return cls(
+            step=step,
+            candidates=candidates,
+            chosen_id=chosen,
+            chosen_token=mine.token,
+            chosen_prob=mine.prob_after,
+            chosen_prob_before=mine.prob_before,
+            text_delta=text_delta,
+            beams=beams,
+        )
+
 
 @dataclass
 class GenerationResult:
@@ -457,18 +479,10 @@ def _token_loop(
         candidates = record_candidates(
             raw, probs_before, probs_after, scores, chosen, settings["top_candidates"], token_text
         )
-        mine = next(c for c in candidates if c.token_id == chosen)
+        record = StepRecord.for_choice(step, candidates, chosen, decoder.push(chosen))
         outcome["new_ids"].append(chosen)
-        outcome["token_probs"].append(mine.prob_after)
-        yield StepRecord(
-            step=step,
-            candidates=candidates,
-            chosen_id=chosen,
-            chosen_token=mine.token,
-            chosen_prob=mine.prob_after,
-            chosen_prob_before=mine.prob_before,
-            text_delta=decoder.push(chosen),
-        )
+        outcome["token_probs"].append(record.chosen_prob)
+        yield record
         if chosen in eos:
             outcome["finish_reason"] = "eos"
             return
