@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
-from llmlab import charts, chat, registry, ui
+from llmlab import charts, chat, exports, registry, sharing, ui
 from llmlab.decoding import MAX_NEW_TOKENS, SAMPLING, STRATEGIES, GenerationStream, iter_generate
+from llmlab.page_state import Choice, Choices, Flag, Integer, Number, Text
 from llmlab.repetition import repetition_stats
 
 # Longer prompts are refused before tokenizing: a CPU would take minutes to continue them.
@@ -20,6 +22,38 @@ LABELS = {
     "beam": "Beam search",
 }
 STATE = st.session_state
+MODES = ["One strategy", "Compare strategies"]
+EARLY_STOPPING = [False, True, "never"]
+MODEL_OPTIONS = ui.model_options(("base", "chat"))
+if registry.hub_available():
+    MODEL_OPTIONS.append(ui.OTHER_HUB_ID)
+
+# Every input of the page, as it appears in a shared link or a settings file.
+SETTINGS = sharing.PageSettings(
+    "decoding",
+    [
+        Text("prompt", "dec-prompt", EXAMPLES[0], max_chars=MAX_PROMPT_CHARS),
+        Choice("model", "dec-model", MODEL_OPTIONS[0], always=True, options=tuple(MODEL_OPTIONS)),
+        Text("hub_id", "dec-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
+        Flag("template", "dec-template", True),
+        Choice("mode", "dec-mode", MODES[0], options=tuple(MODES)),
+        Choice("precision", "dec-dtype", "bfloat16", options=tuple(ui.PRECISIONS)),
+        Choice("strategy", "dec-strategy", "greedy", options=tuple(STRATEGIES)),
+        Choices("compare", "dec-compare", ["greedy", "top_p"], options=tuple(STRATEGIES),
+                max_items=4),
+        Integer("max_new_tokens", "dec-max-new", 40, low=1, high=MAX_NEW_TOKENS),
+        Integer("seed", "dec-seed", 0, low=0, high=2**31 - 1),
+        Number("temperature", "dec-temperature", 1.0, low=0.05, high=2.0, step=0.05),
+        Integer("top_k", "dec-top-k", 20, low=1, high=100),
+        Number("top_p", "dec-top-p", 0.9, low=0.05, high=1.0, step=0.05),
+        Number("min_p", "dec-min-p", 0.1, low=0.0, high=0.5, step=0.01),
+        Integer("beams", "dec-beams", 3, low=2, high=5),
+        Number("length_penalty", "dec-length-penalty", 1.0, low=-2.0, high=2.0, step=0.5),
+        Choice("early_stopping", "dec-early", False, options=tuple(EARLY_STOPPING)),
+        Number("repetition_penalty", "dec-repetition", 1.0, low=1.0, high=2.0, step=0.05),
+        Integer("no_repeat_ngram_size", "dec-no-repeat", 0, low=0, high=6),
+    ],
+)  # fmt: skip
 
 ui.page_intro(
     "Decoding",
@@ -27,6 +61,7 @@ ui.page_intro(
     "A decoding strategy turns those probabilities into text, one token at a time. Here you "
     "see why greedy decoding loops, why sampling wanders, and what beam search keeps.",
 )
+SETTINGS.restore()
 
 
 def use_example() -> None:
@@ -55,9 +90,7 @@ with right:
         help="Chat models expect the conversation markup they were tuned on; base models have "
         "none, so a base model always gets the plain text.",
     )
-    mode = st.segmented_control(
-        "Mode", ["One strategy", "Compare strategies"], default="One strategy", key="dec-mode"
-    )
+    mode = st.segmented_control("Mode", MODES, default=MODES[0], key="dec-mode")
     dtype = ui.precision_picker("dec-dtype")
 
 if mode == "Compare strategies":
@@ -125,7 +158,7 @@ with columns[1]:
             help="Finished texts are ranked by log-prob / length^penalty: > 0 favours longer ones.",
         )  # fmt: skip
         settings["early_stopping"] = st.selectbox(
-            "Early stopping", [False, True, "never"], key="dec-early",
+            "Early stopping", EARLY_STOPPING, key="dec-early",
             format_func=lambda v: {False: "heuristic (False)", True: "as soon as enough "
                                    "finished (True)", "never": "never"}[v],
             help="When to stop once some beams have finished (transformers' definition).",
@@ -145,6 +178,7 @@ go = buttons[0].button("Generate", type="primary", key="dec-generate", width="st
 buttons[1].button(
     "Stop", key="dec-stop", width="stretch", help="Ends the generation after the current token."
 )
+SETTINGS.publish()
 
 
 # --- generation ------------------------------------------------------------------------------
@@ -293,6 +327,29 @@ def show_chips(result) -> None:
     )
 
 
+def download_tokens(result, key: str) -> None:
+    """The generated tokens as a CSV file: step, token, id and its probability when chosen."""
+    frame = pd.DataFrame(
+        {
+            "step": range(1, len(result.new_ids) + 1),
+            "token": result.tokens,
+            "id": result.new_ids,
+            "probability": result.token_probs,
+        }
+    )
+    st.download_button(
+        "Tokens as CSV",
+        data=exports.table_csv(frame),
+        file_name=f"decoding-{exports.file_stem(result.strategy)}-tokens.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+        type="tertiary",
+        key=key,
+        help="Each new token with its id and the probability it had when it was chosen.",
+    )
+
+
 def show_repetition(result) -> None:
     stats = repetition_stats(result.new_ids)
     a, b, c = st.columns(3)
@@ -312,6 +369,7 @@ if mode != "Compare strategies" and result is not None:
         "**Each token, coloured by the probability it had when chosen** (hover for details)"
     )
     show_chips(result)
+    download_tokens(result, "dec-tokens-csv")
     show_repetition(result)
     if result.steps:
         st.subheader("Step explorer")
@@ -325,10 +383,11 @@ if mode != "Compare strategies" and result is not None:
             else 1
         )
         step = result.steps[number - 1]
-        st.plotly_chart(
+        sharing.chart(
             charts.candidates_figure(step.candidates, step.chosen_id, f"Step {number}: chose "
                                      f"{step.chosen_token!r} (p = {step.chosen_prob:.1%})"),
             key="dec-candidates",
+            title=f"decoding step {number} candidates",
         )  # fmt: skip
     if result.strategy == "beam" and result.steps:
         st.subheader("Beam tree")
@@ -337,9 +396,10 @@ if mode != "Compare strategies" and result is not None:
             "finished (end-of-text). Hover for each branch's text and cumulative log-probability. "
             "Beneath in vermillion: the greedy path."
         )
-        st.plotly_chart(
+        sharing.chart(
             charts.beam_tree_figure(result.steps[:30], STATE.get("dec-greedy", [])[:30]),
             key="dec-beam-tree",
+            title="decoding beam tree",
         )
 
 compared = STATE.get("dec-compare-results")
@@ -349,10 +409,12 @@ if mode == "Compare strategies" and compared:
         with slot:
             st.markdown(f"**{LABELS[name]}**")
             show_text(outcome)
+            download_tokens(outcome, f"dec-tokens-csv-{name}")
             show_repetition(outcome)
-    st.plotly_chart(
+    sharing.chart(
         charts.repetition_figure(
             [LABELS[n] for n, _ in compared], [repetition_stats(o.new_ids) for _, o in compared]
         ),
         key="dec-repetition-chart",
+        title="decoding repetition compared",
     )
