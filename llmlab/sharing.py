@@ -38,6 +38,14 @@ def _current_url() -> str:
         return ""
 
 
+def _raw_query_string() -> str:
+    """The link's query as the browser sent it, before Streamlit's own size limits."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return getattr(context, "query_string", "") or ""
+
+
 class PageSettings:
     """The inputs of one page, kept in the link, in the session and in settings files."""
 
@@ -58,6 +66,16 @@ class PageSettings:
             raw = {name: st.query_params.get_all(name) for name in st.query_params}
             if raw:
                 self._apply(page_state.parse(self.fields, raw, source="link"))
+            elif _raw_query_string():  # Streamlit drops a whole link that is far too long
+                self._apply(
+                    page_state.Parsed(
+                        notices=[
+                            "This link is too long for the app to read "
+                            f"({len(_raw_query_string()):,} characters), so the page opened "
+                            "with its default inputs."
+                        ]
+                    )
+                )
         for key, value in state.get(self._saved_key, {}).items():
             if key not in state:
                 state[key] = value
@@ -174,15 +192,21 @@ def chart(figure: Any, key: str, title: str, **options: Any) -> None:
     )
 
 
-def table(frame: Any, key: str, title: str, *, static: bool = False, **options: Any) -> None:
-    """A table (interactive, or `static` like st.table) with a CSV download button under it."""
+def table(
+    frame: Any, key: str, title: str, *, static: bool = False, csv: Any = None, **options: Any
+) -> None:
+    """A table (interactive, or `static` like st.table) with a CSV download button under it.
+
+    `csv` is the table to download when it differs from the one shown: exact token texts and
+    unrounded numbers, where the page shows spaces as dots and rounds for reading.
+    """
     if static:
         st.table(frame, **options)
     else:
         st.dataframe(frame, key=key, **options)
     st.download_button(
         "Table as CSV",
-        data=exports.table_csv(frame),
+        data=exports.table_csv(frame if csv is None else csv),
         file_name=f"{exports.file_stem(title)}.csv",
         mime="text/csv",
         on_click="ignore",

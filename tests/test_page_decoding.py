@@ -109,3 +109,118 @@ def test_compare_in_the_browser(page, app_url, screenshots_dir):
     no_exception(page)
     assert page.get_by_text("distinct-1").count() >= 2
     page.screenshot(path=str(screenshots_dir / "decoding-compare.png"), full_page=True)
+
+
+# --- the page's inputs in the link ----------------------------------------------------------
+
+LINK = {
+    "prompt": "The <b>capital</b> of France is",
+    "model": MODEL,
+    "template": "0",
+    "precision": "float32",
+    "strategy": "top_p",
+    "max_new_tokens": "7",
+    "seed": "1234",
+    "temperature": "0.7",
+    "top_p": "0.8",
+    "repetition_penalty": "1.2",
+    "no_repeat_ngram_size": "3",
+}
+
+
+def page_from_link(params: dict[str, str]) -> AppTest:
+    """The page opened from a link: it is the first page of the session, so it reads the link."""
+    at = AppTest.from_file(str(ROOT / "app_pages/decoding.py"), default_timeout=180)
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def test_a_link_reproduces_the_inputs_and_the_same_sampled_text(smollm2):
+    at = page_from_link(LINK)
+    assert not at.exception and not at.warning
+    assert at.text_area(key="dec-prompt").value == LINK["prompt"]
+    assert at.selectbox(key="dec-strategy").value == "top_p"
+    assert at.slider(key="dec-top-p").value == 0.8
+    assert at.slider(key="dec-temperature").value == 0.7
+    assert at.number_input(key="dec-seed").value == 1234
+    assert at.toggle(key="dec-template").value is False
+    assert dict(at.query_params) == LINK  # the address bar holds the same link
+    at.button(key="dec-generate").click().run()
+    expected = generate(
+        smollm2, LINK["prompt"], "top_p", max_new_tokens=7, seed=1234, temperature=0.7,
+        top_p=0.8, repetition_penalty=1.2, no_repeat_ngram_size=3,
+    )  # fmt: skip
+    assert at.session_state["dec-result"].new_ids == expected.new_ids
+    # A second visitor with the same link gets the same text.
+    again = page_from_link(LINK)
+    again.button(key="dec-generate").click().run()
+    assert again.session_state["dec-result"].text == expected.text
+
+
+def test_a_fresh_page_puts_only_the_model_in_the_link(app):
+    # Any other parameter here means a field's default differs from its widget's default.
+    assert {k for k in app.query_params} == {"model"}
+    app.selectbox(key="dec-strategy").set_value("beam").run()
+    app.slider(key="dec-beams").set_value(4).run()
+    assert app.query_params["strategy"] == "beam" and app.query_params["beams"] == "4"
+
+
+def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
+    at = page_from_link(
+        {
+            "model": "<script>alert(1)</script>",
+            "strategy": "javascript:alert(1)",
+            "temperature": "nan",
+            "top_k": "-5",
+            "max_new_tokens": "100000",
+            "prompt": "x" * 20_001,
+            "compare": ["greedy", "<img src=x onerror=alert(1)>"],
+            "totally_unknown": "1",
+        }
+    )
+    assert not at.exception and not at.error
+    notices = [w.value for w in at.warning]
+    for name in ("model", "strategy", "temperature", "top_k", "max_new_tokens", "prompt"):
+        assert any(n.startswith(f"**{name}** in the link") for n in notices), name
+    assert any("not used by this page" in n for n in notices)
+    assert not any("<script" in n or "<img" in n or "xxxx" in n for n in notices)
+    assert at.selectbox(key="dec-strategy").value == "greedy"
+    assert at.text_area(key="dec-prompt").value == "Once upon a time"
+    assert at.slider(key="dec-max-new").value == 40
+    # The address bar is rewritten from the widgets: the refused values are gone.
+    assert {k for k in at.query_params} == {"model"}
+
+
+def test_a_link_too_long_to_read_opens_the_defaults_with_a_notice():
+    at = page_from_link({"prompt": "x" * 1_000_000, "seed": "5"})
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == [
+        "This link is too long for the app to read (1,000,014 characters), so the page opened "
+        "with its default inputs."
+    ]
+    assert at.text_area(key="dec-prompt").value == "Once upon a time"
+
+
+def test_inputs_survive_leaving_the_page_and_coming_back(app):
+    app.text_area(key="dec-prompt").set_value("Twinkle twinkle").run()
+    app.selectbox(key="dec-strategy").set_value("top_k").run()
+    app.slider(key="dec-top-k").set_value(7).run()
+    app.switch_page("app_pages/tokenizers.py").run()
+    app.switch_page("app_pages/decoding.py").run()
+    assert not app.exception
+    assert app.text_area(key="dec-prompt").value == "Twinkle twinkle"
+    assert app.selectbox(key="dec-strategy").value == "top_k"
+    assert app.slider(key="dec-top-k").value == 7
+
+
+def test_share_controls_and_downloads_are_on_the_page(app):
+    kinds = [element.type for element in app.sidebar]
+    assert {"popover", "code", "download_button", "file_uploader"} <= set(kinds)
+    [link] = [element for element in app.sidebar if element.type == "code"]
+    assert "model=" in link.value
+    app.selectbox(key="dec-model").set_value(MODEL).run()
+    app.slider(key="dec-max-new").set_value(3).run()
+    app.button(key="dec-generate").click().run()
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert "Tokens as CSV" in labels and "Chart as HTML" in labels
