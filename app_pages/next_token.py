@@ -6,13 +6,49 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from llmlab import charts, ui
+from llmlab import charts, sharing, ui
 from llmlab import next_token as nt
+from llmlab.page_state import Choice, Flag, Integer, Number, Text
 
 # The page reads at most this many tokens of a prompt: every view keeps the scores of every
 # position (tokens x vocabulary floats), so a whole 8k context would take minutes and gigabytes.
 MAX_TOKENS = 1024
+# Longer prompts are refused before tokenizing: cutting to MAX_TOKENS happens after the
+# tokenizer has read the whole text, and a megabyte takes it about 12 s.
+MAX_PROMPT_CHARS = 20_000
+MAX_GUESS_CHARS = 100  # a guess is a word or two
 EXAMPLES = ["The capital of France is", "Hello my name", "def fibonacci(n):", "Once upon a time"]
+SHOWN = tuple(range(5, 51, 5))  # the "Tokens shown" slider's stops
+MODEL_OPTIONS = ui.picker_options()
+STATE = st.session_state
+
+# Every input of the page, as it appears in a shared link or a settings file. Defaults and
+# ranges are the widgets' own.
+SETTINGS = sharing.PageSettings(
+    "next_token",
+    [
+        Text("prompt", "nt-prompt", EXAMPLES[0], max_chars=MAX_PROMPT_CHARS),
+        Choice("model", "nt-model", MODEL_OPTIONS[0], always=True, options=tuple(MODEL_OPTIONS)),
+        Text("hub_id", "nt-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
+        Number("temperature", "nt-temperature", 0.8, low=0.0, high=2.0, step=0.05),
+        Integer("top_k", "nt-top-k", 0, low=0, high=200),
+        Number("top_p", "nt-top-p", 0.9, low=0.01, high=1.0, step=0.01),
+        Number("min_p", "nt-min-p", 0.0, low=0.0, high=1.0, step=0.01),
+        Number("repetition_penalty", "nt-penalty", 1.0, low=1.0, high=2.0, step=0.05),
+        Choice("shown", "nt-shown", 20, options=SHOWN),
+        Flag("guess_first", "nt-guess-mode", False),
+        Text("guess", "nt-guess", "", max_chars=MAX_GUESS_CHARS),
+        Integer("candidate", "nt-pick", 1, low=1, high=SHOWN[-1]),
+    ],
+)
+FIELDS = {f.name: f for f in SETTINGS.fields}
+
+
+def slider_range(name: str) -> tuple:
+    """A knob's slider (min, max, default, step): the range its link field accepts."""
+    spec = FIELDS[name]
+    return spec.low, spec.high, spec.default, getattr(spec, "step", None) or 1
+
 
 ui.page_intro(
     "Next-Token",
@@ -20,8 +56,8 @@ ui.page_intro(
     "Softmax turns the scores into probabilities; temperature, top-k, top-p and min-p then "
     "reshape them before a token is picked. Nothing else happens when a model writes.",
 )
-
-st.session_state.setdefault("nt-prompt", EXAMPLES[0])
+SETTINGS.restore()
+STATE.setdefault("nt-prompt", EXAMPLES[0])
 
 
 def _use_example() -> None:
@@ -47,6 +83,53 @@ with top_left:
         help="The model predicts the token that comes right after the last character.",
     )
 
+# --- the knobs -----------------------------------------------------------------------------
+knobs, chart_area = st.columns([1, 3])
+with knobs:
+    st.markdown("**Sampling knobs**")
+    temperature = st.slider(
+        "Temperature", *slider_range("temperature"), key="nt-temperature",
+        help="Divides every logit before softmax. 0 = greedy: always the top token.",
+    )  # fmt: skip
+    st.caption(
+        "Below 1 the favourite gets stronger, above 1 the long tail gets a chance. "
+        "At **0** there is no sampling at all: the most likely token is always taken (greedy)."
+    )
+    top_k = st.slider(
+        "Top-k", *slider_range("top_k"), key="nt-top-k",
+        help="Keep only the k best tokens. 0 = off.",
+    )  # fmt: skip
+    st.caption("A fixed-size shortlist: the k highest scores survive, whatever their share.")
+    top_p = st.slider(
+        "Top-p (nucleus)", *slider_range("top_p"), key="nt-top-p",
+        help="Keep the smallest set of top tokens whose probabilities add up to p. 1 = off.",
+    )  # fmt: skip
+    st.caption("A shortlist that adapts: few tokens when the model is sure, many when it is not.")
+    min_p = st.slider(
+        "Min-p", *slider_range("min_p"), key="nt-min-p",
+        help="Drop tokens less likely than min-p times the top token. 0 = off.",
+    )  # fmt: skip
+    st.caption("Relative to the favourite: 0.1 drops anything 10x less likely than the top token.")
+    penalty = st.slider(
+        "Repetition penalty", *slider_range("repetition_penalty"), key="nt-penalty",
+        help="Pushes down tokens already in the prompt. 1 = off.",
+    )  # fmt: skip
+    shown = st.slider(
+        "Tokens shown", SHOWN[0], SHOWN[-1], FIELDS["shown"].default, SHOWN[1] - SHOWN[0],
+        key="nt-shown",
+        help="How many of the most likely tokens the chart and the table list.",
+    )  # fmt: skip
+
+SETTINGS.publish()
+
+if len(prompt) > MAX_PROMPT_CHARS:
+    st.warning(
+        f"The prompt has {len(prompt):,} characters; this page reads prompts of at most "
+        f"{MAX_PROMPT_CHARS:,}. Shorten it to see what the model expects next.",
+        icon=":material/content_cut:",
+    )
+    st.stop()
+
 loaded = ui.get_model(model_name)
 if loaded is None:
     st.stop()
@@ -63,38 +146,6 @@ if distribution.notice:
         f"This page reads at most {MAX_TOKENS:,} tokens. {distribution.notice}",
         icon=":material/content_cut:",
     )
-
-# --- the knobs -----------------------------------------------------------------------------
-knobs, chart_area = st.columns([1, 3])
-with knobs:
-    st.markdown("**Sampling knobs**")
-    temperature = st.slider(
-        "Temperature", 0.0, 2.0, 0.8, 0.05, key="nt-temperature",
-        help="Divides every logit before softmax. 0 = greedy: always the top token.",
-    )  # fmt: skip
-    st.caption(
-        "Below 1 the favourite gets stronger, above 1 the long tail gets a chance. "
-        "At **0** there is no sampling at all: the most likely token is always taken (greedy)."
-    )
-    top_k = st.slider(
-        "Top-k", 0, 200, 0, 1, key="nt-top-k", help="Keep only the k best tokens. 0 = off."
-    )
-    st.caption("A fixed-size shortlist: the k highest scores survive, whatever their share.")
-    top_p = st.slider(
-        "Top-p (nucleus)", 0.01, 1.0, 0.9, 0.01, key="nt-top-p",
-        help="Keep the smallest set of top tokens whose probabilities add up to p. 1 = off.",
-    )  # fmt: skip
-    st.caption("A shortlist that adapts: few tokens when the model is sure, many when it is not.")
-    min_p = st.slider(
-        "Min-p", 0.0, 1.0, 0.0, 0.01, key="nt-min-p",
-        help="Drop tokens less likely than min-p times the top token. 0 = off.",
-    )  # fmt: skip
-    st.caption("Relative to the favourite: 0.1 drops anything 10x less likely than the top token.")
-    penalty = st.slider(
-        "Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="nt-penalty",
-        help="Pushes down tokens already in the prompt. 1 = off.",
-    )  # fmt: skip
-    shown = st.slider("Tokens shown", 5, 50, 20, 5, key="nt-shown")
 
 with ui.friendly_errors():
     flow = nt.waterfall(
@@ -127,21 +178,27 @@ with chart_area:
     if hidden:
         with st.form("nt-guess-form"):
             st.markdown(f"What comes after **{ui.escape(prompt[-80:])}**?")
-            typed = st.text_input("Your guess", key="nt-guess")
+            st.text_input("Your guess", key="nt-guess", max_chars=MAX_GUESS_CHARS)
             if st.form_submit_button("Reveal"):
-                st.session_state["nt-revealed"] = True
+                STATE["nt-revealed"] = True
                 st.rerun()
     else:
-        if guess_mode and st.session_state.get("nt-guess", "").strip():
+        typed = STATE.get("nt-guess", "")
+        if guess_mode and len(typed) > MAX_GUESS_CHARS:
+            st.warning(
+                f"A guess is a word or two: at most {MAX_GUESS_CHARS} characters.",
+                icon=":material/content_cut:",
+            )
+        elif guess_mode and typed.strip():
             with ui.friendly_errors():
-                g = nt.guess(loaded, distribution.probabilities, st.session_state["nt-guess"])
+                g = nt.guess(loaded, distribution.probabilities, typed)
                 piece = "" if g.whole_word else " (its first token)"
                 st.success(
                     f"Your guess **{ui.escape(g.guess)}**{piece} is token "
                     f"`{ui.visible_whitespace(g.token_text)}`: the model gave it "
                     f"**{g.probability:.2%}**, rank **{g.rank:,}** of {facts.vocab_size:,}."
                 )
-        st.plotly_chart(
+        sharing.chart(
             charts.next_token_bars(
                 labels,
                 [r.probability for r in rows],
@@ -150,6 +207,7 @@ with chart_area:
                 title=f"Top {len(rows)} next tokens",
             ),
             key="nt-bars",
+            title=f"next token top {len(rows)}",
         )
         before, after = flow.before, flow.after
         m1, m2, m3 = st.columns(3)
@@ -178,9 +236,10 @@ tab_table, tab_flow, tab_pick, tab_surprise, tab_lens = st.tabs(
 with tab_table:
     st.caption(
         "Probability is the model's own (temperature 1, no filters); *after filters* is what "
-        "sampling would use. Cumulative adds up the model's probabilities from the top."
+        "sampling would use. Cumulative adds up the model's probabilities from the top. "
+        "The CSV file has each token's exact text (spaces as spaces) and unrounded logits."
     )
-    table = pd.DataFrame(
+    shown_table = pd.DataFrame(
         {
             "rank": [r.rank for r in rows],
             "token": labels,
@@ -192,8 +251,21 @@ with tab_table:
             "removed by": [r.removed_by or "" for r in rows],
         }
     )
-    st.dataframe(
-        table, hide_index=True, width="stretch", key="nt-table",
+    exact_table = pd.DataFrame(
+        {
+            "rank": [r.rank for r in rows],
+            "token": [r.text for r in rows],
+            "id": [r.token_id for r in rows],
+            "logit": [r.logit for r in rows],
+            "probability before filters": [r.probability for r in rows],
+            "cumulative": [r.cumulative for r in rows],
+            "probability after filters": [r.final_probability for r in rows],
+            "removed by": [r.removed_by or "" for r in rows],
+        }
+    )
+    sharing.table(
+        shown_table, key="nt-table", title=f"next token probabilities {facts.name}",
+        csv=exact_table, hide_index=True, width="stretch",
         column_config={
             c: st.column_config.NumberColumn(format="percent")
             for c in ("probability", "cumulative", "after filters")
@@ -205,7 +277,7 @@ with tab_flow:
         "The filters run in the same order as in Hugging Face transformers: repetition penalty, "
         "temperature, top-k, top-p, min-p. Each bar shows what one step left and what it cut."
     )
-    st.plotly_chart(
+    sharing.chart(
         charts.filter_waterfall(
             [s.label for s in flow.steps],
             [s.survivors for s in flow.steps],
@@ -213,19 +285,32 @@ with tab_flow:
             [s.entropy_bits for s in flow.steps],
         ),
         key="nt-waterfall",
+        title="next token filter waterfall",
     )
-    st.dataframe(
+    steps = {
+        "step": [s.label for s in flow.steps],
+        "tokens left": [s.survivors for s in flow.steps],
+        "removed": [s.removed for s in flow.steps],
+    }
+    sharing.table(
         pd.DataFrame(
             {
-                "step": [s.label for s in flow.steps],
-                "tokens left": [s.survivors for s in flow.steps],
-                "removed": [s.removed for s in flow.steps],
+                **steps,
                 "mass removed": [round(s.removed_mass, 4) for s in flow.steps],
                 "entropy (bits)": [round(s.entropy_bits, 3) for s in flow.steps],
                 "effective choices": [round(s.effective_choices, 1) for s in flow.steps],
             }
         ),
-        hide_index=True, width="stretch", key="nt-flow-table",
+        key="nt-flow-table", title="next token filter steps",
+        csv=pd.DataFrame(
+            {
+                **steps,
+                "mass removed": [s.removed_mass for s in flow.steps],
+                "entropy (bits)": [s.entropy_bits for s in flow.steps],
+                "effective choices": [s.effective_choices for s in flow.steps],
+            }
+        ),
+        hide_index=True, width="stretch",
     )  # fmt: skip
 
 with tab_pick:
@@ -233,23 +318,26 @@ with tab_pick:
         "Choose a token to append to the prompt: the model then runs once more and predicts "
         "the token after it. This is all that text generation is, one token at a time."
     )
-    options = list(range(len(rows)))
+    ranks = [r.rank for r in rows]
+    if STATE.get("nt-pick") not in ranks:  # fewer tokens shown than the rank kept from before
+        STATE["nt-pick"] = ranks[0]
     pick = st.selectbox(
-        "Candidate", options, key="nt-pick",
-        format_func=lambda i: f"{labels[i]}  ({rows[i].probability:.1%})",
+        "Candidate", ranks, key="nt-pick",
+        format_func=lambda rank: f"{labels[rank - 1]}  ({rows[rank - 1].probability:.1%})",
     )  # fmt: skip
     c1, c2 = st.columns(2)
     c1.button(
         "Append this token", key="nt-append", on_click=_append,
-        args=(nt.append_token(loaded, prompt, rows[pick].token_id),),
+        args=(nt.append_token(loaded, prompt, rows[pick - 1].token_id),),
     )  # fmt: skip
     final = flow.final_probabilities()
-    seed = len(st.session_state.get("nt-prompt", ""))
+    seed = len(STATE.get("nt-prompt", ""))
     sampled = int(torch.multinomial(final, 1, generator=torch.Generator().manual_seed(seed)))
     c2.button(
         "Sample one with these knobs", key="nt-sample", on_click=_append,
         args=(nt.append_token(loaded, prompt, sampled),),
-        help="Draws a token from the filtered distribution (seeded by the prompt length).",
+        help="Draws a token from the filtered distribution (seeded by the prompt length, so "
+        "the same prompt and knobs draw the same token, here and from a shared link).",
     )  # fmt: skip
 
 with tab_surprise:
@@ -276,14 +364,30 @@ with tab_surprise:
                 f"{ui.escape(ui.visible_whitespace(t.text))}</span>"
             )
         st.markdown("".join(chips), unsafe_allow_html=True)
-        st.plotly_chart(
+        visible = [ui.visible_whitespace(t.text) for t in surprisal.tokens]
+        sharing.chart(
             charts.surprisal_bars(
-                [ui.visible_whitespace(t.text) for t in surprisal.tokens],
-                [t.bits for t in surprisal.tokens],
-                [t.rank for t in surprisal.tokens],
+                visible, [t.bits for t in surprisal.tokens], [t.rank for t in surprisal.tokens]
             ),
             key="nt-surprisal",
+            title="prompt surprisal",
         )
+        numbers = {
+            "position": [t.index for t in surprisal.tokens],
+            "id": [t.token_id for t in surprisal.tokens],
+            "probability": [t.probability for t in surprisal.tokens],
+            "rank": [t.rank for t in surprisal.tokens],
+            "surprisal (bits)": [t.bits for t in surprisal.tokens],
+        }
+        with st.expander("Every token's numbers"):
+            st.caption("The first token has no score: nothing comes before it.")
+            sharing.table(
+                pd.DataFrame({"token": visible, **numbers}),
+                key="nt-surprisal-table", title=f"prompt surprisal {facts.name}",
+                csv=pd.DataFrame({"token": [t.text for t in surprisal.tokens], **numbers}),
+                hide_index=True, width="stretch",
+                column_config={"probability": st.column_config.NumberColumn(format="percent")},
+            )  # fmt: skip
     else:
         st.info("The prompt has one token only: there is nothing before it to predict it from.")
 
@@ -295,7 +399,7 @@ with tab_lens:
     )
     with ui.friendly_errors(), st.spinner("Reading every layer..."):
         lens = nt.logit_lens(loaded, prompt, top=5, max_tokens=MAX_TOKENS)
-        st.plotly_chart(
+        sharing.chart(
             charts.logit_lens_heatmap(
                 lens.layers,  # the first row is drawn at the bottom: input low, output high
                 [[ui.visible_whitespace(t) for t in row] for row in lens.tokens],
@@ -303,4 +407,5 @@ with tab_lens:
                 title="Top 5 tokens read out after each layer (output at the top)",
             ),
             key="nt-lens",
+            title="logit lens",
         )

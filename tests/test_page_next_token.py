@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+# A page run on its own puts its folder first on sys.path, and app_pages/ holds a
+# tokenizers.py: import the Hugging Face package first so transformers finds the real one.
+import tokenizers  # noqa: F401
 from streamlit.testing.v1 import AppTest
 
+from llmlab import exports, page_state, ui
 from llmlab import next_token as nt
 from tests.browser_helpers import no_exception, open_page, wait_for_app
 
-APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+PAGE = str(ROOT / "app_pages/next_token.py")
+MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = ui.picker_options()[0]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +61,251 @@ def test_prompt_edit_append_and_empty_prompt(app):
     app.text_area(key="nt-prompt").set_value("The capital of France is").run()
     app.toggle(key="nt-guess-mode").set_value(True).run()
     assert not app.exception and app.session_state["nt-prompt"] == "The capital of France is"
+
+
+# --- links, settings files and downloads ------------------------------------------------------
+
+# A link with a value other than the default for every input the page shows at once.
+LINK = {
+    "prompt": "Hello my name",
+    "model": MODEL,
+    "temperature": "0.35",
+    "top_k": "12",
+    "top_p": "0.75",
+    "min_p": "0.05",
+    "repetition_penalty": "1.3",
+    "shown": "30",
+    "candidate": "3",
+}
+WIDGETS = {  # link name -> (widget kind, key, value the widget must show)
+    "prompt": ("text_area", "nt-prompt", "Hello my name"),
+    "model": ("selectbox", "nt-model", MODEL),
+    "temperature": ("slider", "nt-temperature", 0.35),
+    "top_k": ("slider", "nt-top-k", 12),
+    "top_p": ("slider", "nt-top-p", 0.75),
+    "min_p": ("slider", "nt-min-p", 0.05),
+    "repetition_penalty": ("slider", "nt-penalty", 1.3),
+    "shown": ("slider", "nt-shown", 30),
+    "candidate": ("selectbox", "nt-pick", 3),
+}
+RAW_HTML = re.compile(r"<script|<img\s", re.IGNORECASE)
+
+
+def open_link(params: dict[str, str]) -> AppTest:
+    """The page opened from a link carrying `params` (the first page of a new session)."""
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.query_params.update(params)
+    return at.run()
+
+
+def html_bodies(at: AppTest) -> list[str]:
+    """Everything the browser would read as HTML: st.html and markdown with HTML allowed."""
+    bodies = [h.value for h in at.get("html")]
+    for kind in ("markdown", "caption"):
+        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
+    return bodies
+
+
+def test_a_link_sets_every_input_and_stays_in_the_address_bar():
+    at = open_link(LINK)
+    assert not at.exception and not at.error and not at.warning
+    for name, (kind, key, value) in WIDGETS.items():
+        assert getattr(at, kind)(key=key).value == value, name
+    assert at.query_params == LINK
+    assert any(m.label == "Tokens still possible" and int(m.value) <= 12 for m in at.metric)
+
+
+def test_a_fresh_page_links_only_the_model():
+    """Every other input is at its default: a field default unlike its widget's shows here."""
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    assert not at.exception and not at.error
+    assert at.query_params == {"model": DEFAULT_MODEL}
+
+
+def test_hostile_link_values_fall_back_with_a_notice():
+    at = open_link(
+        {
+            "prompt": "p" * 30_000,
+            "model": "<script>alert(1)</script>",
+            "hub_id": "y" * 1_000,
+            "temperature": "nan",
+            "top_k": "9999",
+            "top_p": "-1",
+            "min_p": "1e309",
+            "repetition_penalty": "<b>1</b>",
+            "shown": "7",
+            "candidate": "0",
+            "guess_first": "maybe",
+            "guess": "g" * 101,
+            "debug": "1",
+        }
+    )
+    assert not at.exception and not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    for name in (
+        "prompt", "model", "hub_id", "temperature", "top_k", "top_p", "min_p",
+        "repetition_penalty", "shown", "candidate", "guess_first", "guess",
+    ):  # fmt: skip
+        assert f"**{name}** in the link" in warnings, name
+    assert "1 setting in the link is not used" in warnings
+    assert "<script" not in warnings and "ppppp" not in warnings  # values are never repeated
+    for body in html_bodies(at):
+        assert not RAW_HTML.search(body)
+    assert at.text_area(key="nt-prompt").value == "The capital of France is"
+    assert at.selectbox(key="nt-model").value == DEFAULT_MODEL
+    assert at.slider(key="nt-temperature").value == 0.8
+    assert at.slider(key="nt-shown").value == 20
+    assert at.query_params == {"model": DEFAULT_MODEL}  # nothing refused is passed on
+
+
+def test_a_one_megabyte_link_opens_the_defaults_with_a_notice():
+    at = open_link({"model": MODEL, "prompt": "p" * 1_000_000})
+    assert not at.exception and not at.error
+    assert any("too long for the app to read" in w.value for w in at.warning)
+    assert at.text_area(key="nt-prompt").value == "The capital of France is"
+    assert at.query_params == {"model": DEFAULT_MODEL}
+
+
+def test_markup_in_a_linked_prompt_stays_plain_text():
+    text = "<script>alert(1)</script> <img src=x onerror=alert(1)> is"
+    at = open_link({"model": MODEL, "prompt": text})
+    assert not at.exception and not at.error
+    assert at.text_area(key="nt-prompt").value == text
+    assert at.query_params == {"model": MODEL, "prompt": text}
+    bodies = html_bodies(at)
+    assert any("&lt;" in body for body in bodies)  # the surprisal chips, escaped
+    for body in bodies:
+        assert not RAW_HTML.search(body)
+
+
+def test_a_linked_guess_waits_behind_the_form(smollm2):
+    at = open_link({"model": MODEL, "guess_first": "1", "guess": "Paris"})
+    assert not at.exception and not at.error
+    assert at.toggle(key="nt-guess-mode").value is True
+    assert at.text_input(key="nt-guess").value == "Paris"
+    assert not at.get("plotly_chart")  # the answer stays hidden until Reveal
+    assert at.query_params == {"model": MODEL, "guess_first": "1", "guess": "Paris"}
+    next(b for b in at.button if b.label == "Reveal").click().run()
+    assert not at.exception and not at.error
+    probabilities = nt.next_token_distribution(smollm2, "The capital of France is").probabilities
+    expected = nt.guess(smollm2, probabilities, "Paris")
+    assert f"rank **{expected.rank:,}**" in at.success[0].value
+
+
+def test_long_prompt_is_refused_before_tokenizing(monkeypatch):
+    at = open_link({"model": MODEL})
+    calls = []
+    encode = nt._encode
+    monkeypatch.setattr(nt, "_encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    at.slider(key="nt-temperature").set_value(0.5).run()
+    assert calls  # the spy sees the page's tokenizing
+    calls.clear()
+    at.text_area(key="nt-prompt").set_value("lorem ipsum " * 90_000).run()
+    assert not at.exception and not at.error
+    assert any("20,000" in w.value for w in at.warning)
+    assert not calls and not at.get("plotly_chart")
+    # The knobs stay, and a short prompt brings the page back.
+    assert at.slider(key="nt-temperature").value == 0.5
+    at.text_area(key="nt-prompt").set_value("Hello my name").run()
+    assert calls and at.get("plotly_chart") and not at.warning
+
+
+def test_widgets_update_the_link_and_the_share_controls():
+    at = open_link({"model": MODEL})
+    at.slider(key="nt-temperature").set_value(0.5).run()
+    at.slider(key="nt-top-k").set_value(40).run()
+    assert at.query_params == {"model": MODEL, "temperature": "0.5", "top_k": "40"}
+    kinds = [type(child).__name__ for child in at.sidebar.children.values()]
+    assert kinds == ["Markdown", "Block", "DownloadButton", "FileUploader"]
+    popover = list(at.sidebar.children.values())[1]
+    assert popover.proto.popover.label == "Copy link"
+    link = popover.get("code")[0].value
+    assert link.endswith(f"?model={MODEL}&temperature=0.5&top_k=40")
+    keys = {button.key for button in at.get("download_button")}
+    for chart in ("nt-bars", "nt-waterfall", "nt-surprisal", "nt-lens"):
+        assert f"{chart}-html" in keys, chart
+    for table in ("nt-table", "nt-flow-table", "nt-surprisal-table"):
+        assert f"{table}-csv" in keys, table
+
+
+def test_inputs_survive_leaving_the_page():
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page("app_pages/next_token.py").run()
+    at.selectbox(key="nt-model").set_value(MODEL).run()
+    at.text_area(key="nt-prompt").set_value("Once upon a time").run()
+    at.slider(key="nt-min-p").set_value(0.2).run()
+    at.toggle(key="nt-guess-mode").set_value(True).run()
+    at.text_input(key="nt-guess").set_value("there")
+    next(b for b in at.button if b.label == "Reveal").click().run()
+    assert "Your guess **there**" in at.success[0].value
+    at.switch_page("app_pages/home.py").run()
+    assert not at.exception
+    at.switch_page("app_pages/next_token.py").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="nt-model").value == MODEL
+    assert at.text_area(key="nt-prompt").value == "Once upon a time"
+    assert at.slider(key="nt-min-p").value == 0.2
+    assert at.toggle(key="nt-guess-mode").value is True
+    assert at.session_state["nt-guess"] == "there"
+    assert "Your guess **there**" in at.success[0].value
+
+
+def test_settings_file_round_trip(monkeypatch):
+    """The page's own fields: its settings file reads back to the same values."""
+    seen = []
+    document = page_state.settings_document
+    monkeypatch.setattr(page_state, "settings_document", lambda *a: seen.append(a) or document(*a))
+    at = open_link({**LINK, "guess": "Paris"})
+    assert not at.exception and seen
+    page, fields, values = seen[-1]
+    assert page == "next_token"
+    text = document(page, fields, values)
+    read = page_state.read_settings_document(page, fields, text)
+    assert read.notices == []
+    assert read.values == {f.key: values.get(f.key, f.default) for f in fields}
+    assert read.values["nt-temperature"] == 0.35 and read.values["nt-guess"] == "Paris"
+    # A file of another page, or with a value out of range, is refused with a notice.
+    other = page_state.read_settings_document("decoding", fields, text)
+    assert other.values == {} and "next_token" in other.notices[0]
+    bad = text.replace('"temperature": 0.35', '"temperature": 9')
+    refused = page_state.read_settings_document(page, fields, bad)
+    assert "nt-temperature" not in refused.values
+    assert any("**temperature** in the settings file" in n for n in refused.notices)
+
+
+def test_csv_downloads_hold_the_exact_numbers(monkeypatch, smollm2):
+    frames = []
+    table_csv = exports.table_csv
+    monkeypatch.setattr(
+        exports, "table_csv", lambda frame: frames.append(frame) or table_csv(frame)
+    )
+    at = open_link(LINK)
+    assert not at.exception and frames
+    by_columns = {tuple(f.columns): f for f in frames}
+    probabilities = next(f for c, f in by_columns.items() if "probability after filters" in c)
+    surprisal = next(f for c, f in by_columns.items() if "surprisal (bits)" in c)
+
+    prompt = LINK["prompt"]
+    distribution = nt.next_token_distribution(smollm2, prompt)
+    flow = nt.waterfall(
+        distribution.logits, temperature=0.35, top_k=12, top_p=0.75, min_p=0.05,
+        repetition_penalty=1.3, input_ids=distribution.prompt_ids,
+    )  # fmt: skip
+    rows = nt.candidates(flow, smollm2.tokenizer, 30)
+    csv = pd.read_csv(io.StringIO(table_csv(probabilities)), keep_default_na=False)
+    assert csv["token"].tolist() == [r.text for r in rows]  # spaces kept, not shown as dots
+    assert csv["id"].tolist() == [r.token_id for r in rows]
+    assert csv["logit"].tolist() == pytest.approx([r.logit for r in rows], rel=1e-5)
+    before, after = csv["probability before filters"], csv["probability after filters"]
+    assert before.tolist() == pytest.approx([r.probability for r in rows], rel=1e-4, abs=1e-9)
+    assert after.tolist() == pytest.approx([r.final_probability for r in rows], abs=1e-6)
+
+    expected = nt.prompt_surprisal(smollm2, prompt)
+    assert surprisal["token"].tolist() == [t.text for t in expected.tokens]
+    assert surprisal["id"].tolist() == [t.token_id for t in expected.tokens]
+    bits = surprisal["surprisal (bits)"].tolist()
+    assert pd.isna(bits[0])
+    assert bits[1:] == pytest.approx([t.bits for t in expected.tokens[1:]], rel=1e-4)
 
 
 @pytest.mark.browser
