@@ -15,6 +15,7 @@ moves them into place, so an interrupted fetch never leaves a file that later pa
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -181,6 +182,41 @@ def downloads_dir() -> Path:
     return cache_dir() / "downloads"
 
 
+def is_not_writable(error: BaseException) -> bool:
+    """Whether an error means "this place may not be written" (permissions, a read-only disk)."""
+    return isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def not_writable(error: OSError) -> AssetError:
+    """The plain message for a cache that cannot be written: where, why, and the fix.
+
+    Content that is already there keeps working from a read-only cache; only what must be
+    written (a missing pack, a first conversion) needs a writable LLMLAB_HOME.
+    """
+    what = f" {error.filename}" if error.filename else ""
+    return AssetError(
+        f"The cache folder {cache_dir()} is not writable (could not write{what}: "
+        f"{error.strerror or error}); set LLMLAB_HOME to a writable folder, or prepare the "
+        "cache as its owner with: python -m llmlab setup"
+    )
+
+
+def shareable(path: Path, folder: bool = False) -> None:
+    """Give a file made by `mkstemp`/`mkdtemp` (owner-only) the usual permissions (umask), so a
+    cache prepared by one account can be read by another (say, a server's own user)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
+def _umask() -> int:
+    # Read, not set-and-restore: `os.umask` changes the whole process, and other threads (other
+    # sessions of the app) may be creating files at that moment.
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 def pack_path(pack_name: str, file_name: str) -> Path:
     """The verified path of one pack file; raise AssetError (with the fix) when it is not there."""
     pack = get_pack(pack_name)
@@ -216,6 +252,13 @@ def _file_status(pack: Pack, spec: PackFile, deep: bool = False) -> FileStatus:
     """Check one file. A stamp written after a full hash makes later checks a `stat` only,
     unless `deep`; any change of size, mtime or inode sends it back to a full hash."""
     path = pack_dir(pack) / spec.name
+    try:
+        return _check_file(path, spec, deep)
+    except OSError as error:  # a folder or file this account may not read
+        return FileStatus(spec.name, True, False, f"{spec.name}: cannot be read ({error.strerror})")
+
+
+def _check_file(path: Path, spec: PackFile, deep: bool) -> FileStatus:
     if not path.is_file():
         return FileStatus(spec.name, False, False, "missing")
     size = path.stat().st_size
@@ -231,13 +274,23 @@ def _file_status(pack: Pack, spec: PackFile, deep: bool = False) -> FileStatus:
                 return FileStatus(spec.name, True, True)
         except (OSError, ValueError):
             pass
+    key = (str(path), spec.sha256, *_stat_key(path))
+    if not deep and key in _verified_here:
+        return FileStatus(spec.name, True, True)
     digest = sha256_file(path)
     if digest != spec.sha256:
         return FileStatus(spec.name, True, False, f"{spec.name}: sha256 mismatch")
-    # A read-only cache still verifies, only more slowly (no stamp).
-    with contextlib.suppress(OSError):
+    try:
         stamp.write_text(json.dumps({"sha256": spec.sha256, "stat": _stat_key(path)}))
+    except OSError:
+        # A read-only cache (or a copy whose stamps no longer match): this process remembers the
+        # hash instead, so pickers and pages do not re-read hundreds of MB on every rerun.
+        _verified_here.add(key)
     return FileStatus(spec.name, True, True)
+
+
+# (path, sha256, size, mtime, inode) of files hashed by this process where no stamp could be written
+_verified_here: set[tuple] = set()
 
 
 def status(pack: Pack | str, deep: bool = False) -> PackStatus:
@@ -370,6 +423,7 @@ def _write_file(pack: Pack, spec: PackFile, archives: dict[int, Path]) -> None:
                 "the downloaded archive is damaged or was replaced."
             )
         _stamp_path(target).unlink(missing_ok=True)
+        shareable(Path(tmp_name))
         os.replace(tmp_name, target)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
         Path(tmp_name).unlink(missing_ok=True)
@@ -389,12 +443,9 @@ def fetch(pack: Pack | str, progress: Progress | None = None, deep: bool = False
     pack = get_pack(pack) if isinstance(pack, str) else pack
     try:
         return _fetch(pack, progress or (lambda fraction, message: None), deep)
-    except PermissionError as error:
-        raise AssetError(
-            f"The cache directory {cache_dir()} is not writable ({error.strerror}); "
-            "set LLMLAB_HOME to a writable folder."
-        ) from error
     except OSError as error:
+        if is_not_writable(error):
+            raise not_writable(error) from error
         raise AssetError(f"Could not write pack {pack.name!r}: {error}.") from error
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmlab import assets
-from llmlab.registry import ModelSpec, hub_available, resolve_model
+from llmlab.registry import ModelSpec, hub_available, mark_hub_unreachable, resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -32,10 +32,15 @@ if TYPE_CHECKING:
 CONVERSION_FORMAT = 1
 DTYPES = ("float32", "bfloat16")
 STAMP = "llmlab-conversion.json"
+HUB_TIMEOUT = 10.0  # seconds for the one request that checks a Hub model before downloading
 
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message says why in plain words."""
+
+
+class DamagedCopyError(ModelLoadError):
+    """The converted copy of an offline model cannot be read; `remove_converted` and load again."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,38 @@ def convert(name: str, progress: assets.Progress | None = None) -> Path:
     report = progress or (lambda fraction, message: None)
     report(0.0, f"{spec.name}: checking the offline pack")
     gguf_path = assets.pack_path(spec.pack, spec.gguf_file)  # type: ignore[arg-type]
+    # The staging folder is made first: a read-only cache is reported at once, not after the
+    # long de-quantization.
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    except OSError as error:
+        if assets.is_not_writable(error):
+            raise assets.not_writable(error) from error
+        raise
+    try:
+        _convert_into(staging, spec, gguf_path, report)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if assets.is_not_writable(error):
+            raise assets.not_writable(error) from error  # type: ignore[arg-type]
+        raise
+    report(1.0, f"{spec.name}: converted")
+    return target
+
+
+def remove_converted(name: str) -> None:
+    """Delete an offline model's converted copy (the next load converts it again)."""
+    spec = resolve_model(name)
+    if spec.source == "offline":
+        shutil.rmtree(converted_dir(spec.name), ignore_errors=True)
+
+
+def _convert_into(staging: Path, spec: ModelSpec, gguf_path: Path, report: assets.Progress) -> None:
+    """De-quantize the GGUF file and write tokenizer, safetensors and stamp into `staging`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -120,26 +157,19 @@ def convert(name: str, progress: assets.Progress | None = None) -> Path:
         del model.config.quantization_config
     model.config.name_or_path = spec.name
     report(0.8, f"{spec.name}: writing safetensors")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        tokenizer.save_pretrained(staging)
-        model.save_pretrained(staging, safe_serialization=True)
-        stamp = {
-            "format": CONVERSION_FORMAT,
-            "source": f"{spec.pack}/{spec.gguf_file}",
-            "source_sha256": _source_sha(spec),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        (staging / STAMP).write_text(json.dumps(stamp, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    report(1.0, f"{spec.name}: converted")
-    return target
+    tokenizer.save_pretrained(staging)
+    model.save_pretrained(staging, safe_serialization=True)
+    stamp = {
+        "format": CONVERSION_FORMAT,
+        "source": f"{spec.pack}/{spec.gguf_file}",
+        "source_sha256": _source_sha(spec),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (staging / STAMP).write_text(json.dumps(stamp, indent=2))
+    # mkdtemp makes an owner-only folder: open it (and its files) as the umask allows.
+    assets.shareable(staging, folder=True)
+    for path in staging.iterdir():
+        assets.shareable(path)
 
 
 def load_tokenizer_dir(folder: Path) -> PreTrainedTokenizerBase:
@@ -227,10 +257,10 @@ def load(name: str, dtype: str = "float32", progress: assets.Progress | None = N
             model = AutoModelForCausalLM.from_pretrained(
                 str(folder), dtype=torch_dtype, use_safetensors=True
             )
-        except (OSError, ValueError, RuntimeError) as error:
-            raise ModelLoadError(
-                f"The converted copy of {spec.name} in {folder} could not be read ({error}); "
-                "delete that folder and it will be converted again."
+        except Exception as error:  # safetensors, tokenizers and JSON each raise their own kind
+            raise DamagedCopyError(
+                f"The converted copy of {spec.name} in {folder} could not be read "
+                f"({_first_line(error)}); delete that folder and it will be converted again."
             ) from error
         location = str(folder)
     else:
@@ -239,18 +269,51 @@ def load(name: str, dtype: str = "float32", progress: assets.Progress | None = N
                 f"{spec.name} comes from the Hugging Face Hub, which is not reachable from here; "
                 "choose an offline model instead."
             )
+        _check_on_hub(str(spec.hub_id))
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec.hub_id)
             model = AutoModelForCausalLM.from_pretrained(
                 spec.hub_id, dtype=torch_dtype, use_safetensors=True
             )
         except Exception as error:  # the Hub raises many kinds; all mean "could not load"
-            raise ModelLoadError(f"Could not load {spec.hub_id} from the Hub: {error}") from error
+            raise ModelLoadError(
+                f"Could not load {spec.hub_id} from the Hub: {_first_line(error)}"
+            ) from error
         location = str(spec.hub_id)
     model.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec.name, model, tokenizer, _facts(spec, model, tokenizer, dtype, location))
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _check_on_hub(hub_id: str) -> None:
+    """Ask the Hub once, without retries, whether it answers and has the model.
+
+    The downloads in transformers retry with back-off (about 25 s per file when the Hub has gone
+    away since `hub_available` looked): a single quick request says so at once instead, and the
+    Hub is then taken as unreachable, so pickers stop offering Hub models for a while.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(hub_id, timeout=HUB_TIMEOUT)
+    except RepositoryNotFoundError as error:
+        raise ModelLoadError(
+            f"There is no public model {hub_id!r} on the Hugging Face Hub; check the spelling "
+            "(org/model-name) or choose an offline model."
+        ) from error
+    except Exception as error:  # connection refused, DNS, timeouts, HTTP 5xx
+        mark_hub_unreachable()
+        raise ModelLoadError(
+            f"{hub_id} comes from the Hugging Face Hub, which did not answer "
+            f"({_first_line(error)}); choose an offline model, or try again later."
+        ) from error
 
 
 def prepare_offline(progress: assets.Progress | None = None) -> list[Path]:

@@ -138,9 +138,22 @@ def hub_available(timeout: float = 1.5, max_age: float = 60.0) -> bool:
     return reachable
 
 
+def mark_hub_unreachable() -> None:
+    """Remember that the Hub just failed to answer (pickers stop offering it for a while)."""
+    _hub_cache[HUB_HOST] = (time.monotonic(), False)
+
+
 def offline_ready(spec: ModelSpec) -> bool:
-    """Whether an offline model's pack is fetched and verified."""
-    return spec.source == "offline" and spec.pack is not None and assets.status(spec.pack).verified
+    """Whether an offline model can be loaded: converted already, or its pack is verified.
+
+    A converted copy needs no pack: deleting (or damaging) the GGUF file after the conversion
+    keeps the model usable.
+    """
+    if spec.source != "offline" or spec.pack is None:
+        return False
+    from llmlab import models  # models imports this module
+
+    return models.is_converted(spec.name) or assets.status(spec.pack).verified
 
 
 def available_models(check_hub: bool = True) -> list[ModelSpec]:

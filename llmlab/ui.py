@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import DuplicateWidgetID
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from llmlab import assets, model_cache, registry
-from llmlab.models import LoadedModel, ModelLoadError
+from llmlab.models import DamagedCopyError, LoadedModel, ModelLoadError
 
 log = logging.getLogger("llmlab")
 
@@ -32,6 +33,8 @@ def show_error(error: BaseException) -> None:
     """A library error as one readable message (never a traceback)."""
     if isinstance(error, KNOWN_ERRORS):
         st.error(str(error), icon=":material/error:")
+    elif assets.is_not_writable(error):  # a read-only cache, met while writing a first copy
+        st.error(str(assets.not_writable(error)), icon=":material/folder_off:")  # type: ignore[arg-type]
     else:
         log.exception("unexpected error in a page", exc_info=error)
         st.error(
@@ -103,13 +106,32 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
             return cache.get((spec.name, dtype))
         with st.spinner(label + "..."):
             return cache.get((spec.name, dtype))
+    except DamagedCopyError as error:
+        show_error(error)
+        _offer_reconvert(spec.name)
     except KNOWN_ERRORS as error:
         show_error(error)
         if spec.pack and not assets.status(spec.pack).verified:
             offer_fetch(spec.pack)
     except Exception as error:  # noqa: BLE001
         show_error(error)
-    return None
+    return None  # a failure is not cached: the next run tries to load the model again
+
+
+def _offer_reconvert(name: str) -> None:
+    """A button that deletes a damaged converted copy; the next load converts it again."""
+    from llmlab import models
+
+    with contextlib.suppress(DuplicateWidgetID):  # failed twice on one page: one button will do
+        st.button(
+            f"Convert {name} again",
+            key=f"reconvert-{name}",
+            # A callback, not `if st.button(...)`: the click is handled even when the page only
+            # loads the model after another button (Generate), which is not pressed in that run.
+            on_click=models.remove_converted,
+            args=(name,),
+            help="Deletes the unreadable copy; the model is converted from its pack on next use.",
+        )
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -132,22 +154,61 @@ def get_tokenizer(name: str) -> Any | None:
 
 
 def offer_fetch(pack_name: str, key: str | None = None) -> bool:
-    """Say a pack is missing and offer to fetch it with a progress bar; True once fetched."""
+    """Say a pack is missing or damaged and offer to fetch it with a progress bar.
+
+    Shown once per page run, even when several parts of the page need the pack. Returns whether
+    the pack is ready (nothing is shown then).
+    """
     pack = assets.get_pack(pack_name)
-    st.warning(
-        f"The offline pack **{pack.name}** ({pack.title}, {assets.human_size(pack.size)}) "
-        "is not on this machine yet."
-    )
-    if not st.button(f"Fetch {pack.name}", key=key or f"fetch-{pack.name}"):
+    key = key or f"fetch-{pack.name}"
+    current = assets.status(pack)
+    if current.verified:
+        return True
+    notice = st.empty()
+    try:
+        st.button(
+            f"Fetch {pack.name}",
+            key=key,
+            # A callback runs even when the page shows this offer only after another button
+            # (say, Generate) that is not pressed in the run the click starts.
+            on_click=_fetch_now,
+            args=(pack.name,),
+        )
+    except DuplicateWidgetID:  # already offered higher up on this page
+        notice.empty()
         return False
+    described = f"**{pack.name}** ({pack.title}, {assets.human_size(pack.size)})"
+    if current.state == "damaged":
+        problems = "; ".join(f.problem for f in current.files if f.problem and f.present)
+        notice.warning(
+            f"The offline pack {described} is damaged ({problems}). Fetching it again "
+            "re-makes the damaged files from the downloaded archives."
+        )
+    else:
+        notice.warning(f"The offline pack {described} is not on this machine yet.")
+    return False
+
+
+def _fetch_now(pack_name: str) -> None:
+    """The Fetch button's callback: its progress bar and any error appear at the page's top."""
     bar = st.progress(0.0, text="Starting...")
     try:
-        assets.fetch(pack, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+        assets.fetch(pack_name, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
     except assets.AssetError as error:
         show_error(error)
-        return False
-    st.success(f"{pack.name} is fetched and verified.")
-    return True
+    else:
+        st.success(f"{pack_name} is fetched and verified.", icon=":material/check_circle:")
+    bar.empty()
+
+
+def offer_repairs(pack_names: Iterable[str], key: str) -> None:
+    """An offer to fetch each named pack that is missing, damaged or partly there.
+
+    For a page whose choices come from several packs (the tokenizer zoo): a pack deleted or
+    damaged while the app runs drops its choices, and this says why and how to get them back.
+    """
+    for name in sorted(set(pack_names)):
+        offer_fetch(name, key=f"{key}-{name}")
 
 
 # --- widgets ---------------------------------------------------------------------------------
