@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import APP_PATH
+from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
 from llmlab import assets, models, registry, tokenization, ui
@@ -424,3 +424,35 @@ def test_read_only_cache_serves_what_is_there_and_says_what_it_cannot_write(shar
     ), seen["page_errors"]
     english = tokenization.load("cl100k_base").encode(EXAMPLES["English prose"])
     assert seen["cl100k_tokens"] == f"{len(english):,}"  # unzipped earlier: still works
+
+
+# --- a generation interrupted by a page switch ------------------------------------------------
+
+
+@pytest.mark.browser
+def test_page_switch_mid_generation_keeps_the_stopped_run(page, app_url, screenshots_dir):
+    """Leave Decoding while it writes, come back: the run was stopped where it was, kept, and
+    the page generates again (the server did not keep writing the old run to its end)."""
+    open_page(page, app_url, f"decoding?model={SMOLLM2}&max_new_tokens=500&precision=float32")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("▌").first.wait_for()  # the text is streaming
+    page.get_by_role("link", name="Tokenizers").click()
+    page.get_by_role("heading", name="Tokenizers").first.wait_for()
+    wait_for_app(page)
+    no_exception(page)
+    page.get_by_role("link", name="Decoding").click()
+    page.get_by_role("heading", name="Decoding").first.wait_for()
+    wait_for_app(page)
+    no_exception(page)
+    caption = page.get_by_text("Stopped by you.").first
+    caption.wait_for()
+    written = int(caption.inner_text().split(" tokens")[0])
+    assert 0 < written < 500
+    page.screenshot(path=str(screenshots_dir / "decoding-after-page-switch.png"), full_page=True)
+    # Usable again: a short run (from a link asking for 3 tokens) finishes on its own.
+    open_page(page, app_url, f"decoding?model={SMOLLM2}&max_new_tokens=3&precision=float32")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Reached the maximum number of new tokens.").or_(
+        page.get_by_text("The model produced its end-of-text token.")
+    ).first.wait_for(timeout=300_000)
+    no_exception(page)
