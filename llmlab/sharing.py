@@ -29,6 +29,8 @@ from llmlab.page_state import Field
 log = logging.getLogger("llmlab")
 
 _STARTED = "_llmlab-session-started"
+# Every page's fields, by page name, as last declared: tests sweep links over them.
+DECLARED: dict[str, list[Field]] = {}
 
 
 def _current_url() -> str:
@@ -52,6 +54,7 @@ class PageSettings:
     def __init__(self, page: str, fields: Sequence[Field]):
         self.page = page
         self.fields = list(fields)
+        DECLARED[page] = self.fields
         self._saved_key = f"_saved-{page}"
         self._notices_key = f"_notices-{page}"
         self._upload_key = f"_upload-{page}"

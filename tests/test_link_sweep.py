@@ -1,0 +1,93 @@
+"""Hostile links on every page: each input of the page gets each bad value of a catalogue at once.
+
+A page opened from such a link must not fail, must name every refused setting in a notice (and
+never repeat the value), must not render the value as HTML, and must rewrite the address bar to
+what it really uses. The count of links tried and passed is printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tokenizers  # noqa: F401 - before app_pages/ is on the path (it has a tokenizers.py)
+from streamlit.testing.v1 import AppTest
+
+from llmlab import page_state, sharing
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["tokenizers", "architecture", "next_token", "decoding", "chat_vs_base"]
+CATALOGUE = {
+    "empty": "",
+    "whitespace": "   \t ",
+    "long": "x" * 5_000,
+    "nul and controls": "a\x00b\x07c\x1b[31m",
+    "right-to-left": "\u202eabc\u202c",
+    "zero-width joiner": "a\u200db\u200c",
+    "script": "<script>alert(1)</script>",
+    "markdown link": "[click](javascript:alert(1))",
+    "negative": "-1",
+    "not a number": "nan",
+    "huge": "1e309",
+    "many digits": "9" * 50,
+}
+RESULTS = {"tried": 0, "passed": 0}
+
+# What must never reach the page as live markup.
+LIVE = ("<script", "javascript:", "onerror=")
+
+
+def open_from_link(page: str, params: dict[str, str | list[str]]) -> AppTest:
+    at = AppTest.from_file(str(ROOT / f"app_pages/{page}.py"), default_timeout=240)
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+@pytest.fixture(scope="module")
+def declared() -> dict[str, list[page_state.Field]]:
+    """Each page's fields, as the page itself declares them when it runs."""
+    for page in PAGES:
+        at = open_from_link(page, {})
+        assert not at.exception, page
+    missing = [page for page in PAGES if page not in sharing.DECLARED]
+    assert not missing, f"pages without link settings: {missing}"
+    return {page: sharing.DECLARED[page] for page in PAGES}
+
+
+def html_bodies(at: AppTest) -> list[str]:
+    bodies = [m.value for m in at.markdown if m.proto.allow_html]
+    return bodies + [h.proto.body for h in at.get("html")]
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("label", list(CATALOGUE))
+def test_every_input_of_the_page_refuses_or_keeps_a_bad_value(declared, page, label):
+    RESULTS["tried"] += 1
+    value = CATALOGUE[label]
+    fields = declared[page]
+    params = {f.name: ([value] if isinstance(f, page_state.Choices) else value) for f in fields}
+    expected = page_state.parse(
+        fields, {k: v if isinstance(v, list) else [v] for k, v in params.items()}
+    )
+    at = open_from_link(page, params)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    notices = [w.value for w in at.warning]
+    refused = {n.split("**")[1] for n in expected.notices}
+    for name in refused:
+        assert any(n.startswith(f"**{name}** in the link") for n in notices), name
+    if 4 <= len(value.strip()) < 100:
+        assert not any(value in n.replace("**", "") for n in notices if n.startswith("**"))
+    for body in html_bodies(at):
+        assert not any(marker in body for marker in LIVE), body[:200]
+    # The address bar holds only what the page uses: reading it back refuses nothing.
+    published = {k: v if isinstance(v, list) else [v] for k, v in dict(at.query_params).items()}
+    again = page_state.parse(fields, published)
+    assert again.notices == [], again.notices
+    RESULTS["passed"] += 1
+
+
+def test_print_the_count():
+    print(f"\nhostile links: {RESULTS['passed']} of {RESULTS['tried']} passed")
+    assert RESULTS["tried"] == RESULTS["passed"]
