@@ -285,6 +285,14 @@ def test_fetched_files_can_be_read_by_other_accounts(tmp_path, monkeypatch):
     assert stat.S_IMODE(mode) == 0o666 & ~umask
 
 
+def test_converted_tokenizer_files_can_be_read_by_other_accounts(tmp_path):
+    from llmlab.tokenization import _gguf
+
+    target = tmp_path / "cache" / "tokenizer.json"
+    _gguf._write_atomic(target, "{}")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~assets._umask()
+
+
 READ_ONLY_SCRIPT = textwrap.dedent(
     """
     import json, os, site, sys
