@@ -578,6 +578,24 @@ def run_segments(prepared: PreparedRun, tokenizer: Any, user_text: str = "") -> 
     return [*segments, *(Segment(piece, kind) for piece, kind in pieces if piece)]
 
 
+def prompt_tokens(prepared: PreparedRun, tokenizer: Any) -> list[dict[str, Any]]:
+    """Every token a prepared run feeds the model: position, id, text, and whether it is special.
+
+    With a chat template the texts are the render's own (they join up to the exact text); for
+    other prompts each id is decoded alone, so a character split over several byte-level tokens
+    (an emoji) shows as U+FFFD, the replacement character, in each of its pieces.
+    """
+    marked = special_ids(tokenizer)
+    if prepared.rendered is not None:
+        texts = list(prepared.rendered.tokens)
+    else:
+        texts = [tokenizer.decode([token_id]) for token_id in prepared.prompt_ids]
+    return [
+        {"position": position, "id": token_id, "token": text, "special": token_id in marked}
+        for position, (token_id, text) in enumerate(zip(prepared.prompt_ids, texts, strict=True))
+    ]
+
+
 def segments_html(segments: Sequence[Segment]) -> str:
     """Escaped HTML for segments: special tokens and template text tinted, newlines shown as ↵.
 

@@ -307,6 +307,32 @@ def test_run_segments_mark_special_template_and_content(gemma, smollm2):
     assert html.count("&lt;|im_start|&gt;</span>") == 3
 
 
+@pytest.mark.parametrize(
+    "prompt", ["What is <b>2+2</b>?", "def f(x):\n    return x  # <|im_end|>", "Hi 👋🏽 안녕"]
+)
+def test_prompt_tokens_list_exactly_what_the_model_reads(gemma, smollm2, prompt):
+    templated = chat.prepare_chat(smollm2, prompt, system="Be brief.")
+    rows = chat.prompt_tokens(templated, smollm2.tokenizer)
+    assert [r["position"] for r in rows] == list(range(len(rows)))
+    assert [r["id"] for r in rows] == templated.rendered.ids
+    assert "".join(r["token"] for r in rows) == templated.rendered.text
+    assert [r["special"] for r in rows] == templated.rendered.special
+    # Every marker in the text is one special token; a marker typed in the prompt too, since the
+    # rendered text is tokenized as a whole (as transformers' chat pipelines do).
+    text = templated.rendered.text
+    assert sum(r["special"] for r in rows) == text.count("<|im_start|>") + text.count("<|im_end|>")
+    base = chat.prepare_base(gemma, prompt)
+    rows = chat.prompt_tokens(base, gemma.tokenizer)
+    assert [r["id"] for r in rows] == gemma.tokenizer(prompt)["input_ids"]
+    assert (rows[0]["token"], rows[0]["special"]) == ("<bos>", True)
+    assert not any(r["special"] for r in rows[1:])
+    if prompt.isascii():
+        assert "".join(r["token"] for r in rows[1:]) == prompt
+    raw = chat.prepare_chat(smollm2, prompt, use_template=False)
+    rows = chat.prompt_tokens(raw, smollm2.tokenizer)
+    assert [r["id"] for r in rows] == smollm2.tokenizer(prompt)["input_ids"]
+
+
 def test_lone_surrogates_are_value_errors_naming_the_field(smollm2):
     with pytest.raises(ValueError, match="message has an invalid character"):
         chat.check_message("hi \ud800", smollm2.tokenizer)
