@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import streamlit as st
 
-from llmlab import chat, registry, ui
+from llmlab import chat, exports, registry, sharing, ui
 from llmlab.decoding import MAX_NEW_TOKENS, STRATEGIES
+from llmlab.page_state import Choice, Flag, Integer, Number, Text
 
 READY_PROMPTS = [
     "Once upon a time",
@@ -16,34 +20,71 @@ READY_PROMPTS = [
 # Beam search writes no text until it ends, so it cannot stream; the Decoding page shows it.
 STREAMING_STRATEGIES = [name for name in STRATEGIES if name != "beam"]
 FRAMES = {"plain": "Plain continuation", "few-shot": "“User: / Assistant:” few-shot frame"}
+# Longer prompts are refused (kept in the box, with a notice): both models would read them on a
+# CPU, and the page draws every character of what they see.
+MAX_PROMPT_CHARS = 4_000
+MAX_SYSTEM_CHARS = 2_000
+MAX_TOKENS = min(256, MAX_NEW_TOKENS)  # the page's token sliders stop here
+MAX_BUDGET = 131_072  # the token budget box; the model's context window is the real limit
+STATE = st.session_state
 
-# Widget values that should survive a visit to another page (Streamlit forgets the state of
-# widgets that a run does not draw, so each is copied to a shadow key and restored from it).
-KEPT = {
-    "cvb-prompt": READY_PROMPTS[1],
-    "cvb-frame": "plain",
-    "cvb-template": True,
-    "cvb-strategy": "greedy",
-    "cvb-temperature": 0.7,
-    "cvb-top-p": 0.9,
-    "cvb-max-tokens": 48,
-    "cvb-seed": 0,
-    "cvb-system": "",
-    "cvb-chat-strategy": "greedy",
-    "cvb-chat-temperature": 0.7,
-    "cvb-chat-max-tokens": 64,
-    "cvb-budget": 2048,
-}
-for _key, _default in KEPT.items():
-    if _key not in st.session_state:
-        st.session_state[_key] = st.session_state.get(f"_{_key}", _default)
-st.session_state.setdefault("cvb-history", [])  # chat messages: {"role", "content", "notices"}
+
+def _preferred(options: list[str], name: str) -> str:
+    """What a model picker shows first: `name` when it is on offer, else its first option."""
+    return name if name in options else options[0]
+
+
+BASE_OPTIONS = ui.picker_options(("base",))
+CHAT_OPTIONS = ui.picker_options(("chat",))
+TALK_OPTIONS = ui.picker_options(("chat", "base"))
+_base, _chat = registry.default_pair()
+BASE_DEFAULT = _preferred(BASE_OPTIONS, _base)
+CHAT_DEFAULT = _preferred(CHAT_OPTIONS, _chat)
+TALK_DEFAULT = _preferred(TALK_OPTIONS, _chat)
+
+# Every input of the page, as it appears in a shared link or a settings file. The widgets take
+# their first values from these defaults. The conversation itself is not a setting: it stays out
+# of links and settings files (it downloads on its own, as JSON).
+SETTINGS = sharing.PageSettings(
+    "chat_vs_base",
+    [
+        Text("prompt", "cvb-prompt", READY_PROMPTS[1], max_chars=MAX_PROMPT_CHARS),
+        Choice("base_model", "cvb-base-model", BASE_DEFAULT, always=True,
+               options=tuple(BASE_OPTIONS)),
+        Text("base_hub_id", "cvb-base-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
+        Choice("chat_model", "cvb-chat-model", CHAT_DEFAULT, always=True,
+               options=tuple(CHAT_OPTIONS)),
+        Text("chat_hub_id", "cvb-chat-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
+        Choice("precision", "cvb-dtype", "bfloat16", options=tuple(ui.PRECISIONS)),
+        Choice("frame", "cvb-frame", "plain", options=tuple(FRAMES)),
+        Flag("template", "cvb-template", True),
+        Choice("strategy", "cvb-strategy", "greedy", options=tuple(STREAMING_STRATEGIES)),
+        Number("temperature", "cvb-temperature", 0.7, low=0.1, high=2.0, step=0.1),
+        Number("top_p", "cvb-top-p", 0.9, low=0.05, high=1.0, step=0.05),
+        Integer("max_new_tokens", "cvb-max-tokens", 48, low=4, high=MAX_TOKENS),
+        Integer("seed", "cvb-seed", 0, low=0, high=2**31 - 1),
+        Choice("chat_with", "cvb-talk-model", TALK_DEFAULT, always=True,
+               options=tuple(TALK_OPTIONS)),
+        Text("chat_with_hub_id", "cvb-talk-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
+        Text("system", "cvb-system", "", max_chars=MAX_SYSTEM_CHARS),
+        Choice("reply_strategy", "cvb-chat-strategy", "greedy",
+               options=tuple(STREAMING_STRATEGIES)),
+        Number("reply_temperature", "cvb-chat-temperature", 0.7, low=0.1, high=2.0, step=0.1),
+        Integer("reply_max_new_tokens", "cvb-chat-max-tokens", 64, low=8, high=MAX_TOKENS),
+        Integer("token_budget", "cvb-budget", 2048, low=64, high=MAX_BUDGET),
+    ],
+)  # fmt: skip
+FIELDS = {spec.key: spec for spec in SETTINGS.fields}
 
 ui.page_intro(
     "Chat vs Base",
     "The same prompt through a base (completion) model and an instruction-tuned chat model, "
     "and the chat template that makes the difference.",
 )
+SETTINGS.restore()
+for _spec in SETTINGS.fields:  # first visit: every widget starts at its field's default
+    STATE.setdefault(_spec.key, _spec.default)
+STATE.setdefault("cvb-history", [])  # chat messages: {"role", "content", "notices"}
 
 intro = st.columns(3)
 intro[0].markdown(
@@ -62,25 +103,15 @@ intro[2].markdown(
     "like an assistant when its input looks like the conversations it was tuned on."
 )
 
-base_default, chat_default = registry.default_pair()
-PICKERS = {
-    "cvb-base-model": ("base",),
-    "cvb-chat-model": ("chat",),
-    "cvb-talk-model": ("chat", "base"),
-}
-for _key, _kinds in PICKERS.items():  # restore a choice only while it is still on offer
-    _kept = st.session_state.get(f"_{_key}")
-    if _key not in st.session_state and _kept in ui.model_options(_kinds):
-        st.session_state[_key] = _kept
 pick = st.columns(2)
 with pick[0]:
     base_name = ui.model_picker(
-        "cvb-base-model", "Base model", kinds=("base",), default=base_default,
+        "cvb-base-model", "Base model", kinds=("base",), default=BASE_DEFAULT,
         help="A pre-trained-only model: it continues text.",
     )  # fmt: skip
 with pick[1]:
     chat_name = ui.model_picker(
-        "cvb-chat-model", "Chat model", kinds=("chat",), default=chat_default,
+        "cvb-chat-model", "Chat model", kinds=("chat",), default=CHAT_DEFAULT,
         help="An instruction-tuned model with a chat template: it answers.",
     )  # fmt: skip
 
@@ -90,21 +121,125 @@ side_tab, chat_tab = st.tabs(["Side by side", "Chat"])
 
 
 def _settings(prefix: str) -> chat.DecodingSettings:
-    state = st.session_state
     return chat.DecodingSettings(
-        strategy=state[f"{prefix}strategy"],
-        max_new_tokens=int(state[f"{prefix}max-tokens"]),
-        temperature=float(state[f"{prefix}temperature"]),
-        top_p=float(state.get(f"{prefix}top-p", 0.9)),
-        seed=int(state.get(f"{prefix}seed", 0)),
+        strategy=STATE[f"{prefix}strategy"],
+        max_new_tokens=int(STATE[f"{prefix}max-tokens"]),
+        temperature=float(STATE[f"{prefix}temperature"]),
+        top_p=float(STATE.get(f"{prefix}top-p", FIELDS["cvb-top-p"].default)),
+        seed=int(STATE.get(f"{prefix}seed", FIELDS["cvb-seed"].default)),
     )
 
 
 def _pick_ready() -> None:
-    chosen = st.session_state.get("cvb-ready")
+    chosen = STATE.get("cvb-ready")
     if chosen:
-        st.session_state["cvb-prompt"] = chosen
-    st.session_state["cvb-ready"] = None
+        STATE["cvb-prompt"] = chosen
+    STATE["cvb-ready"] = None
+
+
+def _clear_history() -> None:
+    STATE["cvb-history"] = []
+
+
+def _too_long(text: str, limit: int, what: str, action: str) -> bool:
+    """Refuse text over `limit` characters with a notice; the text stays in its box."""
+    if len(text) <= limit:
+        return False
+    st.warning(
+        f"The {what} has {len(text):,} characters; this page takes at most {limit:,}. "
+        f"Shorten it to {action}.",
+        icon=":material/content_cut:",
+    )
+    return True
+
+
+# --- inputs (both tabs), then the link ----------------------------------------------------------
+
+with side_tab:
+    st.pills(
+        "Ready prompts", READY_PROMPTS, key="cvb-ready", on_change=_pick_ready,
+        help="Click one to put it in the box below; then run both models.",
+    )  # fmt: skip
+    prompt = st.text_area("Prompt", key="cvb-prompt", height=80)
+    prompt_refused = _too_long(prompt, MAX_PROMPT_CHARS, "prompt", "run both models")
+    left, right = st.columns(2)
+    left.radio(
+        "How the base model gets the prompt", list(FRAMES), key="cvb-frame",
+        format_func=FRAMES.get, horizontal=True,
+        help="A base model has no chat format. The few-shot frame shows it two example "
+        "exchanges so that answering is the natural continuation.",
+    )  # fmt: skip
+    right.toggle(
+        "Wrap the prompt in the chat template", key="cvb-template",
+        help="Off: the chat model gets your raw words, without the special tokens it was "
+        "tuned on. Try it with “What is 2+2?”.",
+    )  # fmt: skip
+    with st.expander("Decoding settings (the same for both models)", expanded=False):
+        cols = st.columns(5)
+        cols[0].selectbox(
+            "Strategy", STREAMING_STRATEGIES, key="cvb-strategy",
+            help="Greedy always takes the most likely token; the others draw at random.",
+        )  # fmt: skip
+        sampling = STATE["cvb-strategy"] != "greedy"
+        cols[1].slider("Temperature", 0.1, 2.0, step=0.1, key="cvb-temperature",
+                       disabled=not sampling, help="Below 1 sharpens, above 1 flattens.")  # fmt: skip
+        cols[2].slider("Top-p", 0.05, 1.0, step=0.05, key="cvb-top-p",
+                       disabled=STATE["cvb-strategy"] != "top_p",
+                       help="Used by the top_p strategy.")  # fmt: skip
+        cols[3].slider("Max new tokens", 4, MAX_TOKENS, key="cvb-max-tokens")
+        cols[4].number_input("Seed", 0, 2**31 - 1, step=1, key="cvb-seed", disabled=not sampling,
+                             help="Same seed, same settings: the same text every run.")  # fmt: skip
+
+with chat_tab:
+    st.caption(
+        "A conversation is just a longer prompt: every turn so far is rendered through the chat "
+        "template and the model writes the next assistant turn. It has no other memory."
+    )
+    top = st.columns([3, 2])
+    with top[0]:
+        talk_name = ui.model_picker(
+            "cvb-talk-model", "Model to chat with", kinds=("chat", "base"), default=TALK_DEFAULT,
+            help="Chat models only; pick a base model to see why it cannot chat.",
+        )  # fmt: skip
+        system = st.text_area(
+            "System prompt", key="cvb-system", height=80,
+            placeholder="Empty: the template's own default (SmolLM2 adds “You are a helpful AI "
+            "assistant named SmolLM…”)",
+            help="Instructions the model reads before the conversation; never dropped.",
+        )  # fmt: skip
+        system_refused = _too_long(system, MAX_SYSTEM_CHARS, "system prompt", "chat")
+    with top[1]:
+        knobs = st.columns(2)
+        knobs[0].selectbox("Reply strategy", STREAMING_STRATEGIES, key="cvb-chat-strategy")
+        knobs[1].slider("Max reply tokens", 8, MAX_TOKENS, key="cvb-chat-max-tokens")
+        knobs[0].slider("Temperature", 0.1, 2.0, step=0.1, key="cvb-chat-temperature",
+                        disabled=STATE["cvb-chat-strategy"] == "greedy")  # fmt: skip
+        knobs[1].number_input(
+            "Token budget", 64, MAX_BUDGET, step=64, key="cvb-budget",
+            help="How many tokens of conversation the model may read; never more than its "
+            "context window. Make it small, say 200, to watch the oldest turns being dropped.",
+        )  # fmt: skip
+    st.button("Clear history", key="cvb-clear", on_click=_clear_history, icon=":material/delete:")
+
+SETTINGS.publish()
+
+
+# --- side by side: what each model sees, and both runs -----------------------------------------
+
+REASONS = {
+    "eos": "it ended its turn (end-of-turn token)",
+    "length": "it reached the token limit",
+    "stopped": "it began the user's next line",
+    "context": "the context window is full",
+}
+
+
+def _download_csv(label: str, frame: pd.DataFrame, file_stem: str, key: str, help: str) -> None:
+    st.download_button(
+        label, data=exports.table_csv(frame), file_name=f"{exports.file_stem(file_stem)}.csv",
+        mime="text/csv", on_click="ignore", icon=":material/download:", type="tertiary",
+        key=key, help=help,
+    )  # fmt: skip
 
 
 def _show_output(column, title: str, saved: dict | None) -> None:
@@ -128,60 +263,48 @@ def _stream_into(column, title: str, loaded, prepared, settings) -> dict | None:
             with st.container(border=True):
                 st.write_stream(stream)
             result = stream.result
-            reasons = {
-                "eos": "it ended its turn (end-of-turn token)",
-                "length": "it reached the token limit",
-                "stopped": "it began the user's next line",
-                "context": "the context window is full",
-            }
             caption = (
                 f"{len(result.new_ids)} tokens in {result.seconds:.1f} s · stopped because "
-                f"{reasons.get(result.finish_reason, result.finish_reason)}"
+                f"{REASONS.get(result.finish_reason, result.finish_reason)}"
             )
             st.caption(caption)
             for notice in result.notices:
                 st.info(notice)
-            return {"text": result.text, "caption": caption, "notices": list(result.notices)}
+            return {
+                "text": result.text,
+                "caption": caption,
+                "notices": list(result.notices),
+                "model": prepared.model,
+                "how": prepared.how,
+                "new_tokens": len(result.new_ids),
+                "finish_reason": result.finish_reason,
+            }
     return None
 
 
-# --- side by side -------------------------------------------------------------------------------
+def _outputs_frame(saved: dict) -> pd.DataFrame:
+    """Both outputs of a run, one row each, with the prompt and the settings that made them."""
+    rows = []
+    for role in ("base", "chat"):
+        output = saved.get(role)
+        if output:
+            rows.append(
+                {
+                    "role": role,
+                    "model": output.get("model", ""),
+                    "prompt": saved.get("prompt", ""),
+                    "model input": output.get("how", ""),
+                    "output": output["text"],
+                    "new tokens": output.get("new_tokens"),
+                    "finish reason": output.get("finish_reason", ""),
+                    **saved.get("settings", {}),
+                }
+            )
+    return pd.DataFrame(rows)
+
 
 with side_tab:
-    st.pills(
-        "Ready prompts", READY_PROMPTS, key="cvb-ready", on_change=_pick_ready,
-        help="Click one to put it in the box below; then run both models.",
-    )  # fmt: skip
-    prompt = st.text_area("Prompt", key="cvb-prompt", height=80, max_chars=4000)
-    left, right = st.columns(2)
-    left.radio(
-        "How the base model gets the prompt", list(FRAMES), key="cvb-frame",
-        format_func=FRAMES.get, horizontal=True,
-        help="A base model has no chat format. The few-shot frame shows it two example "
-        "exchanges so that answering is the natural continuation.",
-    )  # fmt: skip
-    right.toggle(
-        "Wrap the prompt in the chat template", key="cvb-template",
-        help="Off: the chat model gets your raw words, without the special tokens it was "
-        "tuned on. Try it with “What is 2+2?”.",
-    )  # fmt: skip
-    with st.expander("Decoding settings (the same for both models)", expanded=False):
-        cols = st.columns(5)
-        cols[0].selectbox(
-            "Strategy", STREAMING_STRATEGIES, key="cvb-strategy",
-            help="Greedy always takes the most likely token; the others draw at random.",
-        )  # fmt: skip
-        sampling = st.session_state["cvb-strategy"] != "greedy"
-        cols[1].slider("Temperature", 0.1, 2.0, step=0.1, key="cvb-temperature",
-                       disabled=not sampling, help="Below 1 sharpens, above 1 flattens.")  # fmt: skip
-        cols[2].slider("Top-p", 0.05, 1.0, step=0.05, key="cvb-top-p",
-                       disabled=st.session_state["cvb-strategy"] != "top_p",
-                       help="Used by the top_p strategy.")  # fmt: skip
-        cols[3].slider("Max new tokens", 4, min(256, MAX_NEW_TOKENS), key="cvb-max-tokens")
-        cols[4].number_input("Seed", 0, 2**31 - 1, step=1, key="cvb-seed", disabled=not sampling,
-                             help="Same seed, same settings: the same text every run.")  # fmt: skip
     settings = _settings("cvb-")
-
     base = ui.get_model(base_name, dtype)
     chat_model = ui.get_model(chat_name, dtype)
     prepared: dict = {}
@@ -189,20 +312,24 @@ with side_tab:
     st.html(chat.legend_html())
     seen = st.columns(2)
     for column, loaded, role in ((seen[0], base, "base"), (seen[1], chat_model, "chat")):
-        if loaded is None:
+        if loaded is None or prompt_refused:
             continue
         with column, ui.friendly_errors():
             if role == "base":
-                run = chat.prepare_base(loaded, prompt, st.session_state["cvb-frame"])
+                run = chat.prepare_base(loaded, prompt, STATE["cvb-frame"])
             else:
-                run = chat.prepare_chat(
-                    loaded, prompt, use_template=st.session_state["cvb-template"]
-                )
+                run = chat.prepare_chat(loaded, prompt, use_template=STATE["cvb-template"])
             prepared[role] = run
             st.markdown(f"**{loaded.facts.title}** · {run.how} · {len(run.prompt_ids)} tokens")
             segments = chat.run_segments(run, loaded.tokenizer, prompt)
             st.html(chat.segments_html(segments))
-    if not st.session_state["cvb-template"]:
+            _download_csv(
+                "Tokens as CSV", pd.DataFrame(chat.prompt_tokens(run, loaded.tokenizer)),
+                f"chat vs base {role} input tokens", f"cvb-{role}-tokens-csv",
+                "Every token this model reads: its position, id, text, and whether it is a "
+                "special token.",
+            )  # fmt: skip
+    if not STATE["cvb-template"]:
         st.info(
             "The template is off: the chat model sees your words with no "
             "`<|im_start|>user … <|im_end|>` around them and no `assistant` turn to fill in. "
@@ -222,53 +349,40 @@ with side_tab:
             "chat": _stream_into(outputs[1], titles[1], chat_model, prepared["chat"], settings),
         }
         saved["prompt"] = prompt
-        st.session_state["cvb-results"] = saved
+        saved["settings"] = {
+            "frame": STATE["cvb-frame"],
+            "template": STATE["cvb-template"],
+            "precision": dtype,
+            "strategy": settings.strategy,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_new_tokens": settings.max_new_tokens,
+            "seed": settings.seed,
+        }
+        STATE["cvb-results"] = saved
     else:
-        saved = st.session_state.get("cvb-results") or {}
+        saved = STATE.get("cvb-results") or {}
         if saved and saved.get("prompt") != prompt:
             st.caption(f"The outputs below are for an earlier prompt: “{saved.get('prompt')}”.")
         _show_output(outputs[0], titles[0], saved.get("base"))
         _show_output(outputs[1], titles[1], saved.get("chat"))
+    if saved.get("base") or saved.get("chat"):
+        _download_csv(
+            "Outputs as CSV", _outputs_frame(saved), "chat vs base outputs", "cvb-outputs-csv",
+            "Both outputs side by side: the prompt, each model, what it read, what it wrote, "
+            "and the decoding settings and seed.",
+        )  # fmt: skip
 
-# --- chat ---------------------------------------------------------------------------------------
-
-
-def _clear_history() -> None:
-    st.session_state["cvb-history"] = []
-
+# --- chat: the conversation and the next reply --------------------------------------------------
 
 with chat_tab:
-    st.caption(
-        "A conversation is just a longer prompt: every turn so far is rendered through the chat "
-        "template and the model writes the next assistant turn. It has no other memory."
-    )
-    top = st.columns([3, 2])
-    with top[0]:
-        talk_name = ui.model_picker(
-            "cvb-talk-model", "Model to chat with", kinds=("chat", "base"), default=chat_name,
-            help="Chat models only; pick a base model to see why it cannot chat.",
-        )  # fmt: skip
     loaded = ui.get_model(talk_name, dtype)
-    top[0].text_area(
-        "System prompt", key="cvb-system", height=80, max_chars=2000,
-        placeholder="Empty: the template's own default (SmolLM2 adds “You are a helpful AI "
-        "assistant named SmolLM…”)",
-        help="Instructions the model reads before the conversation; never dropped.",
-    )  # fmt: skip
-    with top[1]:
-        knobs = st.columns(2)
-        knobs[0].selectbox("Reply strategy", STREAMING_STRATEGIES, key="cvb-chat-strategy")
-        knobs[1].slider("Max reply tokens", 8, min(256, MAX_NEW_TOKENS), key="cvb-chat-max-tokens")
-        knobs[0].slider("Temperature", 0.1, 2.0, step=0.1, key="cvb-chat-temperature",
-                        disabled=st.session_state["cvb-chat-strategy"] == "greedy")  # fmt: skip
-        context = loaded.facts.context_length if loaded else 8192
-        knobs[1].number_input(
-            "Token budget", 64, max(64, context), step=64, key="cvb-budget",
-            help=f"How many tokens of conversation the model may read (its context window is "
-            f"{context:,}). Make it small, say 200, to watch the oldest turns being dropped.",
-        )  # fmt: skip
-    st.button("Clear history", key="cvb-clear", on_click=_clear_history, icon=":material/delete:")
-
+    context = loaded.facts.context_length if loaded else 8192
+    if loaded is not None and STATE["cvb-budget"] > context:
+        st.caption(
+            f"The token budget is above {loaded.facts.title}'s context window ({context:,} "
+            "tokens), so the context window is the limit."
+        )
     can_chat = loaded is not None and chat.has_chat_template(loaded.tokenizer)
     if loaded is not None and not can_chat:
         st.warning(
@@ -276,7 +390,7 @@ with chat_tab:
             "continue text and has no chat template, so there is no format to put your messages "
             "in. Pick an instruction-tuned model above, or try the few-shot frame in *Side by side*."
         )
-    history = st.session_state["cvb-history"]
+    history = STATE["cvb-history"]
     conversation = st.container()  # new turns go here too, above the input box
     for message in history:
         with conversation.chat_message(message["role"]):
@@ -287,9 +401,10 @@ with chat_tab:
     if not history:
         hint.caption("No messages yet. Say hello below.")
     typed = st.chat_input(
-        "Message the chat model", key="cvb-chat-input", disabled=not can_chat, max_chars=20_000
-    )
-    if typed is not None and can_chat:
+        "Message the chat model", key="cvb-chat-input", disabled=not can_chat or system_refused,
+        max_chars=20_000,
+    )  # fmt: skip
+    if typed is not None and can_chat and not system_refused:
         with ui.friendly_errors():
             checked = chat.check_message(typed, loaded.tokenizer)
             hint.empty()
@@ -298,10 +413,9 @@ with chat_tab:
             else:
                 past = [{"role": m["role"], "content": m["content"]} for m in history]
                 turn = chat.prepare_turn(
-                    loaded.tokenizer, past, checked.text,
-                    system=st.session_state["cvb-system"], context_length=context,
-                    max_new_tokens=int(st.session_state["cvb-chat-max-tokens"]),
-                    token_budget=int(st.session_state["cvb-budget"]), name=loaded.name,
+                    loaded.tokenizer, past, checked.text, system=system, context_length=context,
+                    max_new_tokens=int(STATE["cvb-chat-max-tokens"]),
+                    token_budget=int(STATE["cvb-budget"]), name=loaded.name,
                 )  # fmt: skip
                 with conversation.chat_message("user"):
                     st.markdown(checked.text)
@@ -309,9 +423,10 @@ with chat_tab:
                         st.caption(notice)
                 for notice in turn.notices:
                     conversation.warning(notice, icon=":material/content_cut:")
-                settings = _settings("cvb-chat-")
                 with conversation.chat_message("assistant"):
-                    stream = chat.RunStream(loaded, chat.turn_run(turn, loaded.name), settings)
+                    stream = chat.RunStream(
+                        loaded, chat.turn_run(turn, loaded.name), _settings("cvb-chat-")
+                    )
                     st.write_stream(stream)
                     reply = stream.result
                     st.caption(f"{len(reply.new_ids)} tokens · {len(turn.prompt_ids)}-token prompt")
@@ -321,16 +436,24 @@ with chat_tab:
                 history.append(
                     {"role": "assistant", "content": reply.text, "notices": turn.notices}
                 )
+    upcoming = [{"role": m["role"], "content": m["content"]} for m in history]
+    if system.strip() and not system_refused:
+        upcoming.insert(0, {"role": "system", "content": system})
+    if history:
+        st.download_button(
+            "Conversation as JSON",
+            data=json.dumps(upcoming, ensure_ascii=False, indent=2) + "\n",
+            file_name="chat-vs-base-conversation.json", mime="application/json",
+            on_click="ignore", icon=":material/download:", type="tertiary",
+            key="cvb-conversation-json",
+            help="The messages as a list of {role, content}: the form a chat template takes "
+            "(transformers' apply_chat_template), with the system prompt first when there is one.",
+        )  # fmt: skip
     with st.expander("What the chat model sees for the next turn"):
         if not history:
             st.caption("Nothing yet: the first message starts the conversation.")
         elif can_chat:
             with ui.friendly_errors():
-                upcoming = [{"role": m["role"], "content": m["content"]} for m in history]
-                if st.session_state["cvb-system"].strip():
-                    upcoming.insert(
-                        0, {"role": "system", "content": st.session_state["cvb-system"]}
-                    )
                 rendered = chat.render_chat(
                     loaded.tokenizer, upcoming, add_generation_prompt=False, name=loaded.name
                 )
@@ -339,7 +462,3 @@ with chat_tab:
                     "of them special. Your next message and an open assistant turn come after it."
                 )
                 st.html(chat.segments_html(rendered.segments))
-
-for _key in [*KEPT, *PICKERS]:
-    if _key in st.session_state:
-        st.session_state[f"_{_key}"] = st.session_state[_key]

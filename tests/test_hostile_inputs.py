@@ -187,10 +187,11 @@ def test_chat_vs_base_page():
         assert at.button(key="cvb-run").disabled  # nothing to run: the button is off
         _check(at, kept, f"cvb-prompt + Run <- {label}")
         assert at.error, label
-    # The text box caps its length (max_chars): 1 MB arrives cut to 4,000 characters.
+    # A prompt over 4,000 characters is refused with a notice (kept in the box, not cut).
     at.text_area(key="cvb-prompt").set_value(TEXTS["1MB"]).run()
-    _check(at, kept, "cvb-prompt (cut) <- 1MB")
-    assert len(at.session_state["cvb-prompt"]) == 4000
+    _check(at, kept, "cvb-prompt (refused) <- 1MB")
+    assert at.button(key="cvb-run").disabled
+    assert any("at most 4,000" in w.value for w in at.warning)
     at.text_area(key="cvb-prompt").set_value("What is 2+2?").run()
     at.slider(key="cvb-chat-max-tokens").set_value(8).run()
     for label in ("empty", "whitespace", "1MB", "script"):  # the last two get a reply each

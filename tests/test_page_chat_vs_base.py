@@ -1,12 +1,28 @@
-"""The Chat vs Base page: the side-by-side run and a two-turn chat (AppTest), one browser test."""
+"""The Chat vs Base page: the side-by-side run and a two-turn chat (AppTest), its link, settings
+file and downloads, and browser tests."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qs
+
 import pytest
+
+# The page file is also run on its own below; its folder then comes first on the import path,
+# where app_pages/tokenizers.py would stand in for the `tokenizers` package. Import it first.
+import tokenizers  # noqa: F401
+import transformers.tokenization_utils_base  # noqa: F401
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
+from llmlab import chat, exports, page_state, registry, sharing
+
 PAGE = "app_pages/chat_vs_base.py"
+ROOT = Path(__file__).resolve().parents[1]
+BASE, CHAT = registry.default_pair()
+RAW_HTML = re.compile(r"<script|<img\s+src=x", re.IGNORECASE)
 
 
 def _open() -> AppTest:
@@ -29,6 +45,10 @@ def test_side_by_side_run():
     assert results["prompt"] == "What is 2+2?"
     assert results["chat"]["text"] and results["base"]["text"]
     assert results["chat"]["caption"].startswith("6 tokens")
+    # What each model reads downloads as tokens, and both outputs as one small table.
+    buttons = {b.key: b.label for b in at.get("download_button")}
+    assert buttons["cvb-base-tokens-csv"] == buttons["cvb-chat-tokens-csv"] == "Tokens as CSV"
+    assert buttons["cvb-outputs-csv"] == "Outputs as CSV"
     # Template off: the chat model sees the raw prompt and the page says why that matters.
     at.toggle(key="cvb-template").set_value(False).run()
     assert not at.exception
@@ -58,6 +78,9 @@ def test_two_turn_chat_and_bad_input():
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     assert history[0]["content"] == "What is 2+2?" and history[1]["content"]
     assert history[2]["content"] == "And what is 3+3?" and history[3]["content"]
+    assert at.download_button(key="cvb-conversation-json").label == "Conversation as JSON"
+    # The conversation is not a setting: it stays out of the link.
+    assert "3+3" not in json.dumps(dict(at.query_params))
     # The history survives a visit to another page.
     at.switch_page("app_pages/home.py").run()
     at.switch_page(PAGE).run()
@@ -78,6 +101,274 @@ def test_base_model_chosen_for_chat_is_explained():
     at.switch_page(PAGE).run()
     assert at.text_area(key="cvb-prompt").value == "Once upon a time"
     assert at.selectbox(key="cvb-talk-model").value == "gemma-3-270m"
+    assert at.query_params["prompt"] == "Once upon a time"
+    assert at.query_params["chat_with"] == "gemma-3-270m"
+
+
+# --- the link, the settings file and the downloads ----------------------------------------------
+
+# Every setting away from its default (the Hub is off in tests, so the Hub id boxes never show;
+# they are checked with the hostile values below).
+LINK = {
+    "prompt": "Name a fruit.",
+    "base_model": BASE,
+    "chat_model": CHAT,
+    "precision": "float32",
+    "frame": "few-shot",
+    "template": "0",
+    "strategy": "top_p",
+    "temperature": "1.3",
+    "top_p": "0.75",
+    "max_new_tokens": "5",
+    "seed": "42",
+    "chat_with": BASE,
+    "system": "Answer in one word.",
+    "reply_strategy": "sample",
+    "reply_temperature": "0.4",
+    "reply_max_new_tokens": "16",
+    "token_budget": "512",
+}
+ONLY_MODELS = {"base_model": BASE, "chat_model": CHAT, "chat_with": CHAT}
+
+
+def page_from_link(params: dict[str, str | list[str]], runs: int = 1) -> AppTest:
+    """The page opened from a link: it is the first page of the session, so it reads the link."""
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=240)
+    for name, value in params.items():
+        at.query_params[name] = value
+    for _ in range(runs):
+        at.run()
+    return at
+
+
+def html_bodies(at: AppTest) -> list[str]:
+    """Every body the browser would read as HTML: st.html and markdown with HTML allowed."""
+    bodies = [h.value for h in at.get("html")]
+    for kind in ("markdown", "caption"):
+        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
+    return bodies
+
+
+def link_notices(at: AppTest) -> str:
+    return " ".join(w.value for w in at.warning if "in the link" in w.value)
+
+
+def test_a_link_reproduces_every_input_and_the_same_text(smollm2, gemma):
+    at = page_from_link(LINK)
+    assert not at.exception and not at.error
+    assert link_notices(at) == ""
+    assert at.text_area(key="cvb-prompt").value == "Name a fruit."
+    assert at.selectbox(key="cvb-base-model").value == BASE
+    assert at.selectbox(key="cvb-chat-model").value == CHAT
+    assert at.radio(key="cvb-dtype").value == "float32"
+    assert at.radio(key="cvb-frame").value == "few-shot"
+    assert at.toggle(key="cvb-template").value is False
+    assert at.selectbox(key="cvb-strategy").value == "top_p"
+    assert at.slider(key="cvb-temperature").value == 1.3
+    assert at.slider(key="cvb-top-p").value == 0.75
+    assert at.slider(key="cvb-max-tokens").value == 5
+    assert at.number_input(key="cvb-seed").value == 42
+    assert at.selectbox(key="cvb-talk-model").value == BASE
+    assert at.text_area(key="cvb-system").value == "Answer in one word."
+    assert at.selectbox(key="cvb-chat-strategy").value == "sample"
+    assert at.slider(key="cvb-chat-temperature").value == 0.4
+    assert at.slider(key="cvb-chat-max-tokens").value == 16
+    assert at.number_input(key="cvb-budget").value == 512
+    assert dict(at.query_params) == LINK  # the address bar holds the same link
+    # With the seed, the same text as the library writes for these settings.
+    at.button(key="cvb-run").click().run()
+    assert not at.exception and not at.error
+    settings = chat.DecodingSettings(
+        strategy="top_p", max_new_tokens=5, temperature=1.3, top_p=0.75, seed=42
+    )
+    base_run = chat.prepare_base(gemma, "Name a fruit.", frame="few-shot")
+    chat_run = chat.prepare_chat(smollm2, "Name a fruit.", use_template=False)
+    results = at.session_state["cvb-results"]
+    assert results["base"]["text"] == chat.run(gemma, base_run, settings).text
+    assert results["chat"]["text"] == chat.run(smollm2, chat_run, settings).text
+    # A second visitor with the same link gets the same two texts.
+    again = page_from_link(LINK)
+    again.button(key="cvb-run").click().run()
+    assert again.session_state["cvb-results"]["base"]["text"] == results["base"]["text"]
+    assert again.session_state["cvb-results"]["chat"]["text"] == results["chat"]["text"]
+
+
+def test_a_fresh_page_puts_only_the_models_in_the_link():
+    # Any other parameter here means a field's default differs from its widget's default.
+    at = page_from_link({}, runs=2)
+    assert not at.exception and not at.warning
+    assert dict(at.query_params) == ONLY_MODELS
+
+
+def test_the_link_follows_the_widgets():
+    at = page_from_link({})
+    start = at.slider(key="cvb-max-tokens").value
+    at.slider(key="cvb-max-tokens").set_value(20).run()
+    at.toggle(key="cvb-template").set_value(False).run()
+    at.selectbox(key="cvb-chat-strategy").set_value("top_k").run()
+    at.text_area(key="cvb-system").set_value("Be brief.").run()
+    assert not at.exception
+    assert dict(at.query_params) == {
+        **ONLY_MODELS, "max_new_tokens": "20", "template": "0", "reply_strategy": "top_k",
+        "system": "Be brief.",
+    }  # fmt: skip
+    at.slider(key="cvb-max-tokens").set_value(start).run()  # back at the default: left out
+    assert "max_new_tokens" not in at.query_params
+
+
+def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
+    hostile = {
+        "base_model": "not-a-model",
+        "chat_model": "<script>alert(1)</script>",
+        "chat_with": [CHAT, "<img src=x onerror=alert(1)>"],
+        "base_hub_id": "x" * 300,
+        "precision": "float64",
+        "frame": "<script>alert(1)</script>",
+        "template": "maybe",
+        "strategy": "beam",  # a strategy, but not one that can stream here
+        "temperature": "nan",
+        "top_p": "inf",
+        "max_new_tokens": "100000",
+        "seed": "-1",
+        "system": "y" * 100_000,
+        "reply_strategy": "javascript:alert(1)",
+        "reply_temperature": "1e309",
+        "reply_max_new_tokens": "2.5",
+        "token_budget": "1",
+        "prompt": "<script>alert(1)</script> What is 2+2?",
+        "totally_unknown": "1",
+    }
+    at = page_from_link(hostile)
+    assert not at.exception and not at.error
+    notices = link_notices(at)
+    for name in set(hostile) - {"prompt", "totally_unknown"}:
+        assert f"**{name}** in the link" in notices, name
+    assert "1 setting in the link is not used by this page" in notices
+    assert "<script" not in notices and "<img" not in notices and "yyyy" not in notices
+    assert at.selectbox(key="cvb-base-model").value == BASE
+    assert at.selectbox(key="cvb-chat-model").value == CHAT
+    assert at.selectbox(key="cvb-talk-model").value == CHAT
+    assert at.radio(key="cvb-dtype").value == "bfloat16"
+    assert at.radio(key="cvb-frame").value == "plain"
+    assert at.toggle(key="cvb-template").value is True
+    assert at.selectbox(key="cvb-strategy").value == "greedy"
+    assert at.slider(key="cvb-temperature").value == 0.7
+    assert at.slider(key="cvb-max-tokens").value == 48
+    assert at.number_input(key="cvb-seed").value == 0
+    assert at.text_area(key="cvb-system").value == ""
+    assert at.number_input(key="cvb-budget").value == 2048
+    # The prompt is text: kept as typed, and drawn escaped in "What the model actually sees".
+    assert at.text_area(key="cvb-prompt").value == hostile["prompt"]
+    bodies = html_bodies(at)
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt; What is 2+2?" in b for b in bodies)
+    for body in bodies:
+        assert RAW_HTML.search(body) is None, body[:200]
+    # The address bar is rewritten from the widgets: the refused values are gone.
+    assert dict(at.query_params) == {**ONLY_MODELS, "prompt": hostile["prompt"]}
+    # A link far too long to read opens the defaults, and says so.
+    huge = page_from_link({"prompt": "x" * 1_000_000})
+    assert not huge.exception
+    assert any("too long for the app to read" in w.value for w in huge.warning)
+    assert huge.text_area(key="cvb-prompt").value == "What is 2+2?"
+
+
+def test_the_sidebar_offers_the_link_and_the_settings_file():
+    at = page_from_link({"prompt": "Hi <b>there</b>", "seed": "9"})
+    assert not at.exception
+    sidebar = at.sidebar
+    assert "**Share and save**" in [m.value for m in sidebar.markdown]
+    assert len(sidebar.get("popover")) == 1
+    [link] = [c.value for c in sidebar.get("code")]
+    query = parse_qs(link.split("?", 1)[1])
+    assert query == {name: [value] for name, value in at.query_params.items()}
+    assert query["prompt"] == ["Hi <b>there</b>"] and query["seed"] == ["9"]
+    assert [b.label for b in sidebar.get("download_button")] == ["Download settings"]
+    assert len(sidebar.get("file_uploader")) == 1
+    assert not at.get("plotly_chart")  # the page draws no charts: nothing to offer as HTML
+
+
+def test_a_settings_file_gives_back_the_same_inputs(monkeypatch):
+    # The page's own field list, caught as the page hands it to the sharing bridge.
+    seen: list[tuple[list, dict]] = []
+    publish = sharing.PageSettings.publish
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.fields, self.values()))  # read during the run, like the page does
+        return publish(self, *args, **kwargs)
+
+    monkeypatch.setattr(sharing.PageSettings, "publish", spy)
+    at = page_from_link(LINK)
+    fields, values = seen[-1]
+    assert {f.name for f in fields} >= set(LINK)
+    document = page_state.settings_document("chat_vs_base", fields, values)
+    settings = json.loads(document)["settings"]
+    assert settings["seed"] == 42 and settings["template"] is False
+    assert settings["temperature"] == 1.3 and settings["system"] == "Answer in one word."
+    assert settings["base_hub_id"] == ""  # defaults are in the file too
+    assert "cvb-history" not in json.dumps(settings)  # the conversation is not a setting
+    read = page_state.read_settings_document("chat_vs_base", fields, document)
+    assert read.notices == [] and read.values == values
+    # Loaded into a fresh page, the file sets every input as the link did.
+    fresh = page_from_link({})
+    assert fresh.slider(key="cvb-max-tokens").value != 5
+    fresh.sidebar.get("file_uploader")[0].upload("s.json", document.encode(), "application/json")
+    fresh.run()
+    assert not fresh.exception and not fresh.error
+    assert any("Settings loaded from the file." in w.value for w in fresh.warning)
+    assert fresh.slider(key="cvb-max-tokens").value == 5
+    assert fresh.text_area(key="cvb-system").value == "Answer in one word."
+    assert dict(fresh.query_params) == LINK
+    assert not at.exception
+
+
+def test_the_downloads_hold_what_each_model_read_and_wrote(monkeypatch, smollm2, gemma):
+    tables = []
+    table_csv = exports.table_csv
+
+    def spy(frame):
+        tables.append(frame.copy())
+        return table_csv(frame)
+
+    monkeypatch.setattr(exports, "table_csv", spy)
+    at = page_from_link({"prompt": "What is 2+2?", "max_new_tokens": "4"})
+    # "Tokens as CSV" under each model's input: the exact ids the model reads.
+    base_tokens, chat_tokens = [t for t in tables if "position" in t.columns]
+    assert list(chat_tokens.columns) == ["position", "id", "token", "special"]
+    assert list(base_tokens["id"]) == chat.prepare_base(gemma, "What is 2+2?").prompt_ids
+    assert list(chat_tokens["id"]) == chat.prepare_chat(smollm2, "What is 2+2?").prompt_ids
+    # Special: <|im_start|> and <|im_end|> around the system and user turns, then <|im_start|>.
+    assert chat_tokens["special"].sum() == 5
+    at.button(key="cvb-run").click().run()
+    assert not at.exception and not at.error
+    results = at.session_state["cvb-results"]
+    outputs = [t for t in tables if "output" in t.columns][-1]
+    assert list(outputs["role"]) == ["base", "chat"]
+    assert list(outputs["model"]) == [BASE, CHAT]
+    assert list(outputs["output"]) == [results["base"]["text"], results["chat"]["text"]]
+    assert set(outputs["prompt"]) == {"What is 2+2?"}
+    assert set(outputs["max_new_tokens"]) == {4} and set(outputs["seed"]) == {0}
+
+
+def test_a_prompt_over_the_limit_is_refused_with_a_notice_and_kept():
+    at = page_from_link({})
+    at.text_area(key="cvb-prompt").set_value("a" * 4_000).run()
+    assert not at.exception and not at.warning
+    assert not at.button(key="cvb-run").disabled
+    too_long = "a" * 4_001
+    at.text_area(key="cvb-prompt").set_value(too_long).run()
+    assert not at.exception and not at.error
+    assert any("4,001 characters" in w.value and "at most 4,000" in w.value for w in at.warning)
+    assert at.button(key="cvb-run").disabled
+    assert at.text_area(key="cvb-prompt").value == too_long  # kept whole, not cut
+    # The system prompt likewise: over 2,000 characters, a notice and no chat.
+    at.text_area(key="cvb-system").set_value("s" * 2_001).run()
+    assert any("2,001 characters" in w.value and "at most 2,000" in w.value for w in at.warning)
+    assert at.chat_input[0].disabled
+    at.text_area(key="cvb-system").set_value("s" * 2_000).run()
+    assert not at.chat_input[0].disabled
+    # From a link, a prompt over the limit falls back to the default with a notice.
+    linked = page_from_link({"prompt": "b" * 4_001})
+    assert "**prompt** in the link is longer than 4,000 characters" in link_notices(linked)
 
 
 @pytest.mark.browser
