@@ -129,13 +129,21 @@ def _replay(training: str, vocab_size: int, sample: str, steps: int) -> list[byt
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _merge_table(training: str, vocab_size: int) -> pd.DataFrame:
+def _merge_table(training: str, vocab_size: int, exact: bool = False) -> pd.DataFrame:
+    """The merges learned, in order; `exact` keeps each token's text as it is (for the CSV),
+    with bytes that are only part of a character written as \\x escapes."""
+
+    def shown(token: bytes) -> str:
+        if exact:
+            return token.decode("utf-8", errors="backslashreplace")
+        return tokenization.visible(token.decode("utf-8", errors="replace"))
+
     return pd.DataFrame(
         [
             {
                 "merge": s.rank + 1,
                 "new id": s.new_id,
-                "token": tokenization.visible(s.token.decode("utf-8", errors="replace")),
+                "token": shown(s.token),
                 "count": s.count,
             }
             for s in _train(training, vocab_size)
@@ -197,6 +205,8 @@ chosen = right.multiselect(
     key="tok-zoo",
     help="Each real model comes with its own tokenizer, learned from its own training text.",
 )
+# A pack deleted or damaged while the app runs drops its tokenizers: say why, offer to fetch it.
+ui.offer_repairs({entry.pack for entry in tokenization.ZOO.values() if entry.pack}, "tok-fetch")
 text = st.text_area("Your text", key="tok-text", height=140)
 show_ids = st.toggle("Show token ids", key="tok-show-ids")
 
@@ -408,8 +418,16 @@ with char_tab:
     st.caption(f"ASCII unknowns ([UNK]) in your text: {lengths.ascii_unknown}")
 
 with bpe_tab:
-    training = _botchan() if own_training is None else own_training
-    if not has_training:
+    training = own_training
+    if training is None:  # the Botchan corpus, from its pack
+        try:
+            training = _botchan()
+        except assets.AssetError as error:
+            ui.show_error(error)
+            ui.offer_fetch("botchan", key="tok-fetch-botchan")
+    if training is None:
+        pass  # the message above says why and offers the fetch
+    elif not has_training:
         st.info("Paste some training text: BPE learns its merges from it.")
     else:
         with ui.friendly_errors():
@@ -436,6 +454,7 @@ with bpe_tab:
             )
             sharing.table(
                 _merge_table(training, vocab_size),
+                csv=_merge_table(training, vocab_size, exact=True),
                 key="tok-merge-table",
                 title=f"bpe merges vocabulary {vocab_size}",
                 hide_index=True,

@@ -184,6 +184,12 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
             f"The offline pack {described} is damaged ({problems}). Fetching it again "
             "re-makes the damaged files from the downloaded archives."
         )
+    elif any(f.present for f in current.files):
+        missing = ", ".join(f.name for f in current.files if not f.present)
+        notice.warning(
+            f"The offline pack {described} is incomplete: {missing} is missing. Fetching it "
+            "again re-makes the missing files."
+        )
     else:
         notice.warning(f"The offline pack {described} is not on this machine yet.")
     return False

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
@@ -87,10 +88,6 @@ def texts(elements) -> str:
 # --- an offline pack deleted or damaged while the app runs -----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Tokenizers page does not yet call ui.offer_repairs for the zoo's packs",
-)
 def test_tokenizer_pack_damaged_while_the_page_runs_is_reported_and_fetched_again(
     tmp_path, monkeypatch, fresh_caches
 ):
@@ -129,6 +126,23 @@ def test_tokenizer_pack_damaged_while_the_page_runs_is_reported_and_fetched_agai
     assert not at.exception
     assert "openai-tiktoken" in texts(at.warning) and "o200k_base.tiktoken.gz" in texts(at.warning)
     assert at.metric[0].value == str(len(reference))  # gpt2, in memory, still works
+
+
+def test_missing_training_text_pack_is_named_on_the_tokenizers_page(
+    tmp_path, monkeypatch, fresh_caches
+):
+    home = make_home(tmp_path, packs=["gpt2-tiktoken"])
+    monkeypatch.setenv("LLMLAB_HOME", str(home))
+    st.cache_data.clear()  # the page keeps the training text once read
+    at = open_app("app_pages/tokenizers.py")
+    assert not at.exception
+    assert "botchan" in texts(at.error) and "botchan" in texts(at.warning)
+    assert at.button(key="tok-fetch-botchan")
+    # The rest of the page works: gpt2 still counts the tokens of the text.
+    at.multiselect(key="tok-zoo").set_value(["gpt2"]).run()
+    assert not at.exception
+    reference = tokenization.load("gpt2").encode(at.text_area(key="tok-text").value)
+    assert at.metric[0].value == str(len(reference))
 
 
 def test_damaged_model_pack_is_reported_on_generate_and_its_fetch_repairs_it(
