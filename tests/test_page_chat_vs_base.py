@@ -388,3 +388,24 @@ def test_browser_chat_streams_a_reply(app_url, page, screenshots_dir):
     wait_for_app(page, timeout=240_000)
     no_exception(page)
     page.screenshot(path=str(screenshots_dir / "chat_vs_base_chat.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_browser_opens_a_shared_link(app_url, page, screenshots_dir):
+    from playwright.sync_api import expect
+
+    open_page(page, app_url, "chat_vs_base?prompt=Name+a+fruit.&frame=few-shot&seed=7")
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("Name a fruit.", timeout=120_000)
+    wait_for_app(page, timeout=240_000)
+    no_exception(page)
+    # The base model's input shows the few-shot frame the link asked for.
+    expect(
+        page.get_by_text("the prompt inside a 'User:/Assistant:' few-shot frame")
+    ).to_be_visible()
+    # The address bar keeps the link, and the sidebar's Copy link holds it for copying.
+    assert "prompt=Name+a+fruit." in page.url and "frame=few-shot" in page.url
+    page.get_by_role("button", name="Copy link").click()
+    code = page.locator("[data-testid='stCode']").last
+    code.wait_for()
+    assert "seed=7" in code.inner_text() and "chat_with=" in code.inner_text()
+    page.screenshot(path=str(screenshots_dir / "chat_vs_base_link.png"), full_page=True)
