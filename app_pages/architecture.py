@@ -6,21 +6,65 @@ import pandas as pd
 import streamlit as st
 
 from llmlab import architecture as arch
-from llmlab import charts, models, registry, ui
+from llmlab import charts, models, registry, sharing, ui
 from llmlab import embeddings as emb
 from llmlab import forward_pass as fp
 from llmlab import parameters as params
+from llmlab.page_state import Choice, Integer, Number, Text
 
 # Prompts traced on this page are cut here too: a heatmap of more tokens is unreadable, and
 # attention grows with the square of the length.
 PAGE_TOKEN_LIMIT = 128
 SKELETONS = {f"gpt2-{size}": size for size in arch.GPT2_SIZES}
+MODEL_OPTIONS = [*SKELETONS, *ui.model_options()]
+TABS = ["Parts and parameters", "Compare architectures", "Run a prompt", "Embeddings",
+        "A linear layer"]  # fmt: skip
+PROMPT = "The cat sat on the mat because it"
+SENTENCES = (
+    "I sat on the river bank\nI opened a bank account\nThe river was cold\nThe money is in the bank"
+)
+WORD = "bank"
+MAP_WORDS = "bank, river, money"
+# A link may name any block and head up to this; the page then checks them against the model.
+MAX_INDEX = 1_023
+# The toy linear layer y = W·x + b: two outputs, three inputs. In links each number is named as
+# in the maths: w12 is row 1, column 2 of W; b2 the second bias; x3 the third input.
+GRID = [[1.0, -1.0, 0.0, 0.5], [0.5, 2.0, 1.0, -1.0]]  # a row of W, then its bias
+INPUTS = [2.0, 1.0, 3.0]
+CELL_LIMIT = 1_000.0  # every number of the toy layer stays within plus or minus this
+WEIGHT_NAMES = [[*(f"w{r + 1}{c + 1}" for c in range(3)), f"b{r + 1}"] for r in range(2)]
+INPUT_NAMES = [f"x{c + 1}" for c in range(3)]
+LINEAR = [
+    Number(name, f"arch-{name}", value, low=-CELL_LIMIT, high=CELL_LIMIT)
+    for names, values in zip([*WEIGHT_NAMES, INPUT_NAMES], [*GRID, INPUTS], strict=True)
+    for name, value in zip(names, values, strict=True)
+]
+STATE = st.session_state
+
+# Every input of the page, as it appears in a shared link or a settings file.
+SETTINGS = sharing.PageSettings(
+    "architecture",
+    [
+        Choice("model", "arch-model", MODEL_OPTIONS[0], always=True, options=tuple(MODEL_OPTIONS)),
+        Choice("tab", "arch-tab", TABS[0], options=tuple(TABS)),
+        Text("prompt", "arch-prompt", PROMPT),
+        Integer("layer", "arch-layer", 0, low=0, high=MAX_INDEX),
+        Integer("head", "arch-head", 0, low=0, high=MAX_INDEX),
+        Text("sentences", "arch-sentences", SENTENCES),
+        Text("word", "arch-word", WORD),
+        Text("words", "arch-words", MAP_WORDS),
+        *LINEAR,
+    ],
+)  # fmt: skip
 
 ui.page_intro(
     "Architecture",
     "A language model is a stack of small, countable parts: GPT-2 inspected exactly, any model "
     "broken down, a real forward pass traced.",
 )
+SETTINGS.restore()
+for spec in LINEAR:  # plain session values (not widgets), so the link can hold them from the start
+    STATE.setdefault(spec.key, spec.default)
 
 
 @st.cache_resource(show_spinner=False)
@@ -74,10 +118,30 @@ def label(name: str) -> str:
     return ui.model_label(name)
 
 
-options = [*SKELETONS, *ui.model_options()]
+def check_index(key: str, setting: str, count: int, what: str) -> None:
+    """A block or head number this model does not have goes back to 0, with a notice."""
+    if STATE.get(key, 0) >= count:
+        st.warning(
+            f"**{setting}** {STATE[key]} is not in this model: it has {count} {what} "
+            f"(0 to {count - 1}). Showing {what[:-1]} 0.",
+            icon=":material/info:",
+        )
+        STATE[key] = 0
+
+
+def take_edits(editor: str, names: list[list[str]]) -> None:
+    """Copy the cells edited in a grid into the toy layer's values (blank cells are ignored)."""
+    for row, changes in STATE[editor].get("edited_rows", {}).items():
+        for column, value in changes.items():
+            position = ["x1", "x2", "x3", "b"].index(column)
+            if isinstance(value, int | float) and -CELL_LIMIT <= value <= CELL_LIMIT:
+                STATE[f"arch-{names[int(row)][position]}"] = float(value)
+    STATE["_arch-linear-round"] = STATE.get("_arch-linear-round", 0) + 1
+
+
 name = st.selectbox(
     "Model",
-    options,
+    MODEL_OPTIONS,
     key="arch-model",
     format_func=label,
     help="GPT-2 is rebuilt from its published sizes without downloading it: every layer has its "
@@ -94,17 +158,14 @@ else:  # a Hub model: its config comes with the weights
     breakdown = params.parameter_breakdown(loaded.model)
     summary = arch.architecture_summary(loaded.model, name)
     outline = arch.module_outline_html(arch.module_tree(loaded.model))
+if runnable:  # a link (or another model) may name a block or head this model does not have
+    check_index("arch-layer", "layer", summary.layers, "blocks")
+    check_index("arch-head", "head", summary.heads, "heads")
 
 st.metric("Parameters (tied embeddings counted once)", f"{breakdown.total:,}")
-tabs = st.tabs(
-    [
-        "Parts and parameters",
-        "Compare architectures",
-        "Run a prompt",
-        "Embeddings",
-        "A linear layer",
-    ]
-)
+# The open tab is kept (in the link too); every tab's content is still computed on each run.
+tabs = st.tabs(TABS, key="arch-tab", on_change="rerun")
+SETTINGS.publish()
 
 with tabs[0]:
     st.markdown(
@@ -116,7 +177,12 @@ with tabs[0]:
     left, right = st.columns(2)
     with left:
         st.subheader("Config")
-        st.table(pd.DataFrame(summary.as_row().items(), columns=["setting", "value"]).astype(str))
+        sharing.table(
+            pd.DataFrame(summary.as_row().items(), columns=["setting", "value"]).astype(str),
+            key="arch-config",
+            title=f"{summary.name} config",
+            static=True,
+        )
     with right:
         st.subheader("Module tree")
         st.caption(
@@ -131,7 +197,11 @@ with tabs[0]:
         "attention together, all the MLPs together); click a box to see it block by block, "
         "click the path at the top to go back."
     )
-    st.plotly_chart(charts.parameter_treemap(breakdown.rows, breakdown.total), key="arch-treemap")
+    sharing.chart(
+        charts.parameter_treemap(breakdown.rows, breakdown.total),
+        key="arch-treemap",
+        title=f"{summary.name} parameters treemap",
+    )
     letters = ", ".join(f"{k} = {v:,}" for k, v in breakdown.symbols.items())
     st.caption(f"Formulas use: {letters}.")
     if breakdown.tied:
@@ -140,15 +210,21 @@ with tabs[0]:
             "the very same table that turned tokens into vectors. It is one tensor, so it is "
             "counted once."
         )
-    st.dataframe(
+    sharing.table(
         pd.DataFrame(breakdown.table()),
+        key="arch-breakdown",
+        title=f"{summary.name} parameters",
         hide_index=True,
         width="stretch",
         height=320,
         column_config={"parameters": st.column_config.NumberColumn(format="localized")},
     )
     st.subheader("Memory for the weights")
-    st.plotly_chart(charts.memory_bars(params.memory_by_dtype(breakdown.total)), key="arch-memory")
+    sharing.chart(
+        charts.memory_bars(params.memory_by_dtype(breakdown.total)),
+        key="arch-memory",
+        title=f"{summary.name} weights memory",
+    )
     st.caption(
         "Weights only. Running also needs room for activations, and generating text keeps a "
         f"key/value cache: {params.human_bytes(arch.kv_cache_bytes(summary, 1000))} per 1,000 "
@@ -165,7 +241,12 @@ with tabs[1]:
     compared = ["gpt2-small", *registry.OFFLINE_PAIR]
     with st.spinner("Reading the configs..."), ui.friendly_errors():
         rows = {structure(n)[1].name: structure(n)[1].as_row() for n in compared}
-        st.table(pd.DataFrame(rows).astype(str))
+        sharing.table(
+            pd.DataFrame(rows).astype(str).rename_axis("setting").reset_index(),
+            key="arch-compare",
+            title="architectures compared",
+            static=True,
+        )
 
 with tabs[2]:
     if not runnable:
@@ -174,9 +255,7 @@ with tabs[2]:
             "SmolLM2 or Gemma 3 above to trace a real forward pass."
         )
     else:
-        text = st.text_area(
-            "Prompt", "The cat sat on the mat because it", key="arch-prompt", height=80
-        )
+        text = st.text_area("Prompt", PROMPT, key="arch-prompt", height=80)
         if not text:
             st.info("Type a prompt above to send it through the model.")
         else:
@@ -203,19 +282,20 @@ with tabs[2]:
                     "Every block keeps the shape: it reads one vector per token and writes one "
                     "back. Only the LM head changes it, to one score per vocabulary token."
                 )
-                st.plotly_chart(
+                sharing.chart(
                     charts.trace_flow(
                         [fp.short_name(s.name) for s in flow],
                         [s.shape for s in flow],
                         [s.std for s in flow],
                     ),
                     key="arch-flow",
+                    title=f"{summary.name} forward pass spread",
                 )
                 st.caption(
                     "Spread = standard deviation of a step's output numbers. The norm before "
                     "the LM head brings them back to a workable range however large they grew."
                 )
-                st.dataframe(
+                sharing.table(
                     pd.DataFrame(
                         [
                             {
@@ -229,6 +309,8 @@ with tabs[2]:
                             for s in flow
                         ]
                     ),
+                    key="arch-trace",
+                    title=f"{summary.name} forward pass",
                     hide_index=True,
                     width="stretch",
                     height=260,
@@ -241,13 +323,14 @@ with tabs[2]:
                 layer = columns[0].slider("Layer", 0, summary.layers - 1, 0, key="arch-layer")
                 head = columns[1].slider("Head", 0, summary.heads - 1, 0, key="arch-head")
                 maps = attention(name, text, layer)
-                st.plotly_chart(
+                sharing.chart(
                     charts.attention_heatmap(
                         maps.weights[head],
                         [ui.visible_whitespace(t) for t in maps.prompt.tokens],
                         f"Layer {layer} ({maps.layer_kind}), head {head}",
                     ),
                     key="arch-attention",
+                    title=f"{summary.name} attention layer {layer} head {head}",
                 )
                 st.caption(
                     "Each row sums to 1: how one token splits its attention over itself and "
@@ -265,16 +348,10 @@ with tabs[3]:
         st.warning("A skeleton has no embedding numbers; choose SmolLM2 or Gemma 3 above.")
     else:
         sentences_text = st.text_area(
-            "Sentences (one per line)",
-            "I sat on the river bank\nI opened a bank account\nThe river was cold\n"
-            "The money is in the bank",
-            key="arch-sentences",
-            height=120,
+            "Sentences (one per line)", SENTENCES, key="arch-sentences", height=120
         )
-        word = st.text_input("Word to compare", "bank", key="arch-word")
-        words = st.text_input(
-            "Words for the map (comma separated)", "bank, river, money", key="arch-words"
-        )
+        word = st.text_input("Word to compare", WORD, key="arch-word")
+        words = st.text_input("Words for the map (comma separated)", MAP_WORDS, key="arch-words")
         sentences = tuple(s.strip() for s in sentences_text.splitlines() if s.strip())
         word_list = tuple(w.strip() for w in words.split(",") if w.strip())
         with_word = tuple(s for s in sentences if emb.contains_word(s, word.strip()))
@@ -288,18 +365,22 @@ with tabs[3]:
                 result, points, explained = contrast(name, with_word, word.strip(), word_list)
                 labels = [f"s{sentences.index(s) + 1}" for s in result.sentences]
                 columns = st.columns(2)
-                columns[0].plotly_chart(
-                    charts.similarity_heatmap(
-                        result.static_similarity, labels, "Static (table row)"
-                    ),
-                    key="arch-static",
-                )
-                columns[1].plotly_chart(
-                    charts.similarity_heatmap(
-                        result.contextual_similarity, labels, "Contextual (after the blocks)"
-                    ),
-                    key="arch-contextual",
-                )
+                with columns[0]:
+                    sharing.chart(
+                        charts.similarity_heatmap(
+                            result.static_similarity, labels, "Static (table row)"
+                        ),
+                        key="arch-static",
+                        title=f"{summary.name} static similarity",
+                    )
+                with columns[1]:
+                    sharing.chart(
+                        charts.similarity_heatmap(
+                            result.contextual_similarity, labels, "Contextual (after the blocks)"
+                        ),
+                        key="arch-contextual",
+                        title=f"{summary.name} contextual similarity",
+                    )
                 st.caption(
                     "Cosine similarity: 1 means the vectors point the same way. "
                     + " · ".join(
@@ -307,13 +388,14 @@ with tabs[3]:
                         for tag, s in zip(labels, result.sentences, strict=True)
                     )
                 )
-                st.plotly_chart(
+                sharing.chart(
                     charts.embedding_scatter(
                         points,
                         list(sentences),
                         f"Contextual vectors, PCA to 2-D ({explained.sum():.0%} of the spread)",
                     ),
                     key="arch-pca",
+                    title=f"{summary.name} contextual vectors map",
                 )
 
 with tabs[4]:
@@ -321,18 +403,26 @@ with tabs[4]:
         "Every Linear box in the tree computes **y = W·x + b**: each output is a weighted sum "
         "of the inputs plus a bias. Edit the numbers."
     )
-    grid = st.data_editor(
-        pd.DataFrame({"x1": [1.0, 0.5], "x2": [-1.0, 2.0], "x3": [0.0, 1.0], "b": [0.5, -1.0]}),
-        key="arch-linear-w",
-        width="stretch",
+    st.caption(
+        f"Each number can go from {-CELL_LIMIT:,.0f} to {CELL_LIMIT:,.0f}; a cell left blank "
+        "keeps its previous number."
     )
-    inputs = st.data_editor(
-        pd.DataFrame({"x1": [2.0], "x2": [1.0], "x3": [3.0]}), key="arch-linear-x", width="stretch"
-    )
-    with ui.friendly_errors():
-        example = fp.linear_layer(
-            grid[["x1", "x2", "x3"]].astype(float).values.tolist(),
-            inputs.iloc[0].astype(float).tolist(),
-            grid["b"].astype(float).tolist(),
+    weights = [[STATE[f"arch-{n}"] for n in row] for row in WEIGHT_NAMES]
+    inputs = [STATE[f"arch-{n}"] for n in INPUT_NAMES]
+    # The grids show the stored numbers; an edit is copied into them and starts a fresh grid.
+    edit_round = STATE.get("_arch-linear-round", 0)
+    cell = st.column_config.NumberColumn(min_value=-CELL_LIMIT, max_value=CELL_LIMIT)
+    for editor, names, rows in (("arch-linear-w", WEIGHT_NAMES, weights),
+                                ("arch-linear-x", [INPUT_NAMES], [inputs])):  # fmt: skip
+        key = f"{editor}-{edit_round}"
+        st.data_editor(
+            pd.DataFrame(rows, columns=["x1", "x2", "x3", "b"][: len(rows[0])]),
+            key=key,
+            width="stretch",
+            column_config=dict.fromkeys(["x1", "x2", "x3", "b"], cell),
+            on_change=take_edits,
+            args=(key, names),
         )
+    with ui.friendly_errors():
+        example = fp.linear_layer([row[:3] for row in weights], inputs, [row[3] for row in weights])
         st.code("\n".join(example.steps))
