@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 
-from llmlab import chat
+from llmlab import chat, chat_runs
 
 AWKWARD = [
     "",
@@ -40,6 +42,10 @@ MULTI_TURN = [
     {"role": "assistant", "content": "Hello! How can I help?"},
     {"role": "user", "content": "Name a colour."},
 ]
+
+
+def test_run_module_examples_hold():
+    assert doctest.testmod(chat_runs).failed == 0
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +274,7 @@ def test_few_shot_frame_stops_before_the_next_user_line(gemma):
     [("Hello", 0), ("Hello\n", 1), ("Hello\nUs", 3), ("Hello\nUser", 5), ("\nU x", 0), ("", 0)],
 )
 def test_stream_holds_back_a_possible_stop_string(text, held):
-    assert chat._held_back(text, ["\nUser:"]) == held
+    assert chat_runs._held_back(text, ["\nUser:"]) == held
 
 
 @pytest.mark.parametrize(
