@@ -68,6 +68,7 @@ def test_bad_input_keeps_the_page_working(app):
     assert app.session_state["arch-word"] == "boat"  # nothing lost
 
 
+@pytest.mark.browser
 def test_browser_shows_the_gpt2_total(page, app_url, screenshots_dir):
     open_page(page, app_url, "architecture")
     page.get_by_text("124,439,808").first.wait_for()
@@ -283,3 +284,23 @@ def test_browser_opens_a_shared_link_on_its_tab(page, app_url, screenshots_dir):
     page.get_by_role("tab", name="A linear layer").click()
     page.wait_for_function("() => location.search.includes('linear')", timeout=60_000)
     assert parse_qs(urlparse(page.url).query) == {**link, "tab": ["A linear layer"]}
+
+
+@pytest.mark.browser
+def test_browser_an_edited_weight_goes_into_the_result_and_the_link(page, app_url):
+    open_page(page, app_url, "architecture?tab=A+linear+layer")
+    page.get_by_text("y0 = 1·2 + -1·1 + 0·3 + 0.5 = 1.5").wait_for(timeout=120_000)
+    for value, line in (("4", "y0 = 4·2 + -1·1 + 0·3 + 0.5 = 7.5"),
+                        ("-2", "y0 = -2·2 + -1·1 + 0·3 + 0.5 = -4.5")):  # fmt: skip
+        grid = page.locator("[data-testid='stDataFrame']:visible").first
+        grid.locator("canvas").first.wait_for()
+        box = grid.bounding_box()
+        # Row 0, column x1: the grid draws a 35 px header, 35 px rows and a narrow index column.
+        page.mouse.dblclick(box["x"] + box["width"] * 0.25, box["y"] + 35 + 17)
+        cell = page.locator(".gdg-input")  # the grid's cell editor
+        cell.wait_for(timeout=30_000)
+        cell.fill(value)
+        page.keyboard.press("Enter")
+        page.get_by_text(line).wait_for(timeout=60_000)
+        no_exception(page)
+        assert parse_qs(urlparse(page.url).query)["w11"] == [f"{float(value)}"]
