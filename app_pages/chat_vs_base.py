@@ -391,6 +391,13 @@ with chat_tab:
             "in. Pick an instruction-tuned model above, or try the few-shot frame in *Side by side*."
         )
     history = STATE["cvb-history"]
+    left_reply = STATE.pop("cvb-live", None)
+    if left_reply is not None:  # the page was left (or rerun) while a reply was being written
+        reply = left_reply.finish_cancelled()
+        history.append(
+            {"role": "assistant", "content": reply.text,
+             "notices": ["Stopped half-way: the page was left while this reply was written."]}
+        )  # fmt: skip
     conversation = st.container()  # new turns go here too, above the input box
     for message in history:
         with conversation.chat_message(message["role"]):
@@ -423,16 +430,20 @@ with chat_tab:
                         st.caption(notice)
                 for notice in turn.notices:
                     conversation.warning(notice, icon=":material/content_cut:")
+                # The message is kept at once: leaving the page half-way through the reply keeps
+                # both, the reply marked as stopped (see the top of this tab).
+                history.append(
+                    {"role": "user", "content": checked.text, "notices": checked.notices}
+                )
                 with conversation.chat_message("assistant"):
                     stream = chat.RunStream(
                         loaded, chat.turn_run(turn, loaded.name), _settings("cvb-chat-")
                     )
+                    STATE["cvb-live"] = stream
                     st.write_stream(stream)
+                    STATE.pop("cvb-live", None)
                     reply = stream.result
                     st.caption(f"{len(reply.new_ids)} tokens · {len(turn.prompt_ids)}-token prompt")
-                history.append(
-                    {"role": "user", "content": checked.text, "notices": checked.notices}
-                )
                 history.append(
                     {"role": "assistant", "content": reply.text, "notices": turn.notices}
                 )

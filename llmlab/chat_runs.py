@@ -133,13 +133,22 @@ class RunStream:
         self.prepared = prepared
         self.stops = list(prepared.stop or [])
         self._hit = False
+        self._cancelled = False
         kwargs = _decoding_kwargs(settings)
         # `stop` is the loop's "cancel" callback, asked before every step.
         self._inner = decoding.iter_generate(
-            loaded, prepared.prompt_ids, stop=lambda: self._hit, **kwargs
+            loaded, prepared.prompt_ids, stop=lambda: self._hit or self._cancelled, **kwargs
         )
         self.steps: list[Any] = []
         self.result: Any = None
+
+    def finish_cancelled(self) -> Any:
+        """End a run that was left half-way (say, its page was left): the loop stops at its next
+        step, and the result holds what was written so far, marked "stopped"."""
+        self._cancelled = True
+        for _ in self:
+            pass
+        return self.result
 
     def __iter__(self) -> Iterator[str]:
         text, shown = "", 0

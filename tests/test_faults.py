@@ -478,3 +478,40 @@ def test_page_switch_mid_generation_keeps_the_stopped_run(page, app_url, screens
         page.get_by_text("The model produced its end-of-text token.")
     ).first.wait_for(timeout=300_000)
     no_exception(page)
+
+
+@pytest.mark.browser
+def test_page_switch_mid_reply_keeps_the_message_and_the_stopped_reply(page, app_url):
+    """Leave Chat vs Base while the chat model answers, come back: the message is in the
+    history, the reply so far is kept and marked as stopped, and the chat goes on."""
+    open_page(page, app_url, "chat_vs_base?reply_max_new_tokens=256&reply_strategy=greedy")
+    page.get_by_role("tab", name="Chat").click()
+    box = page.get_by_placeholder("Message the chat model")
+    box.fill("Write a long story about a dragon who learns to bake bread.")
+    box.press("Enter")
+    assistant = page.locator("[data-testid='stChatMessage']").nth(1)
+    assistant.wait_for(timeout=120_000)
+    page.wait_for_function(  # a few words of the reply are on screen
+        "() => (document.querySelectorAll(\"[data-testid='stChatMessage']\")[1]"
+        "?.innerText || '').split(' ').length > 3",
+        timeout=120_000,
+    )
+    page.get_by_role("link", name="Tokenizers").click()
+    page.get_by_role("heading", name="Tokenizers").first.wait_for()
+    wait_for_app(page)
+    page.get_by_role("link", name="Chat vs Base").click()
+    page.get_by_role("heading", name="Chat vs Base").first.wait_for()
+    wait_for_app(page)
+    no_exception(page)
+    page.get_by_role("tab", name="Chat").click()
+    messages = page.locator("[data-testid='stChatMessage']")
+    page.get_by_text("Stopped half-way").wait_for()
+    assert "dragon" in messages.nth(0).inner_text()
+    assert len(messages.nth(1).inner_text().split()) > 3
+    # The chat goes on: a new message gets its reply.
+    box = page.get_by_placeholder("Message the chat model")
+    box.fill("What is 2+2?")
+    box.press("Enter")
+    page.locator("[data-testid='stChatMessage']").nth(3).wait_for(timeout=180_000)
+    wait_for_app(page, timeout=180_000)
+    no_exception(page)
