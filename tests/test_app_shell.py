@@ -28,7 +28,7 @@ def test_home_lists_models_and_packs(app):
     models_table, packs_table = frames[0], frames[1]
     assert set(models_table["name"]) >= {"gemma-3-270m", "smollm2-135m-instruct", "gpt2"}
     assert set(models_table.loc[models_table["source"] == "offline pack", "status"]) == {"ready"}
-    assert "Working offline" in " ".join(info.value for info in app.info)
+    assert "Offline packs." in " ".join(box.value for box in app.success)
     assert set(packs_table["status"]) == {"verified"}
 
 

