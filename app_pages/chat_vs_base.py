@@ -235,11 +235,9 @@ REASONS = {
 
 
 def _download_csv(label: str, frame: pd.DataFrame, file_stem: str, key: str, help: str) -> None:
-    st.download_button(
-        label, data=exports.table_csv(frame), file_name=f"{exports.file_stem(file_stem)}.csv",
-        mime="text/csv", on_click="ignore", icon=":material/download:", type="tertiary",
-        key=key, help=help,
-    )  # fmt: skip
+    sharing.download(
+        label, exports.table_csv(frame), f"{exports.file_stem(file_stem)}.csv", key=key, help=help
+    )
 
 
 def _show_output(column, title: str, saved: dict | None) -> None:
@@ -451,11 +449,10 @@ with chat_tab:
     if system.strip() and not system_refused:
         upcoming.insert(0, {"role": "system", "content": system})
     if history:
-        st.download_button(
+        sharing.download(
             "Conversation as JSON",
             data=json.dumps(upcoming, ensure_ascii=False, indent=2) + "\n",
-            file_name="chat-vs-base-conversation.json", mime="application/json",
-            on_click="ignore", icon=":material/download:", type="tertiary",
+            file_name="chat-vs-base-conversation.json",
             key="cvb-conversation-json",
             help="The messages as a list of {role, content}: the form a chat template takes "
             "(transformers' apply_chat_template), with the system prompt first when there is one.",

@@ -335,14 +335,10 @@ def download_tokens(result, key: str) -> None:
             "probability": result.token_probs,
         }
     )
-    st.download_button(
+    sharing.download(
         "Tokens as CSV",
         data=exports.table_csv(frame),
         file_name=f"decoding-{exports.file_stem(result.strategy)}-tokens.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        type="tertiary",
         key=key,
         help="Each new token with its id and the probability it had when it was chosen.",
     )

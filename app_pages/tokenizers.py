@@ -319,14 +319,10 @@ with zoo_area:
                 special = ", ".join(islice(tokenizer.special_tokens, 4))
                 notes.append(f"{len(tokenizer.special_tokens)} special tokens (e.g. {special})")
                 st.caption(" · ".join(notes))
-                st.download_button(
+                sharing.download(
                     "Tokens as CSV",
                     data=lambda tok=tokenizer, t=text: _tokens_csv(tok, t),
                     file_name=f"{exports.file_stem(name)}-tokens.csv",
-                    mime="text/csv",
-                    on_click="ignore",
-                    icon=":material/download:",
-                    type="tertiary",
                     key=f"tok-csv-{name}",
                     help="Every token of the text with its id and its character span "
                     "[start, end), for a spreadsheet or a notebook.",

@@ -168,6 +168,25 @@ def _normalised(params: Any) -> dict[str, list[str]]:
 # --- downloads for tables and charts --------------------------------------------------------
 
 PNG_HINT = "PNG: the camera icon on the chart's toolbar."
+MIME = {"csv": "text/csv", "html": "text/html", "json": "application/json"}
+
+
+def download(label: str, data: Any, file_name: str, key: str, help: str) -> None:
+    """A quiet download button (no rerun on click); `data` may be a function, run on click.
+
+    The file type (CSV, HTML, JSON) comes from the file name's extension.
+    """
+    st.download_button(
+        label,
+        data=data,
+        file_name=file_name,
+        mime=MIME[file_name.rsplit(".", 1)[-1]],
+        on_click="ignore",
+        icon=":material/download:",
+        type="tertiary",
+        key=key,
+        help=help,
+    )
 
 
 def chart(figure: Any, key: str, title: str, **options: Any) -> None:
@@ -182,14 +201,10 @@ def chart(figure: Any, key: str, title: str, **options: Any) -> None:
         },
         **options,
     )
-    st.download_button(
+    download(
         "Chart as HTML",
         data=lambda: exports.figure_html(figure),
         file_name=f"{stem}.html",
-        mime="text/html",
-        on_click="ignore",
-        icon=":material/download:",
-        type="tertiary",
         key=f"{key}-html",
         help=f"An interactive copy of this chart that opens in any browser. {PNG_HINT}",
     )
@@ -207,14 +222,10 @@ def table(
         st.table(frame, **options)
     else:
         st.dataframe(frame, key=key, **options)
-    st.download_button(
+    download(
         "Table as CSV",
         data=exports.table_csv(frame if csv is None else csv),
         file_name=f"{exports.file_stem(title)}.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        type="tertiary",
         key=f"{key}-csv",
         help="The table as a CSV file, for a spreadsheet or a notebook.",
     )
