@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: setup run test lint browser bench clean-env
+.PHONY: setup run test lint browser bench screenshots clean-env
 
 $(VENV)/.requirements.done: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(VENV)/.requirements.done
 
 test: setup browser lint
 	$(PY) -m pytest
+
+# The README's pictures: one per page, taken in headless Chromium by tests/test_screenshots.py.
+screenshots: setup browser
+	LLMLAB_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_screenshots.py
 
 bench: setup
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
