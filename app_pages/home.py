@@ -36,8 +36,8 @@ show[mode.level](f"**{mode.title}.** {mode.message()}")
 if mode.name == "hub":
     st.caption(
         "On a small server (Streamlit Community Cloud gives an app about 2.7 GB of memory), "
-        "prefer the SmolLM2 pack: converting it the first time took about 1.2 GB of memory, "
-        "Gemma 3's about 3.3 GB (`bench/model_load.py`)."
+        "prefer the SmolLM2 pack: its first conversion peaked at 1,197 MB of memory, Gemma 3's "
+        "at 3,277 MB (`bench/model_load.py`)."
     )
 
 st.subheader("Models")
