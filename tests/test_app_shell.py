@@ -48,4 +48,4 @@ def test_every_page_opens_in_a_real_browser(page, app_url, screenshots_dir):
         no_exception(page)
     page.goto(app_url)
     wait_for_app(page)
-    page.screenshot(path=str(screenshots_dir / "home.png"), full_page=True)
+    page.screenshot(path=str(screenshots_dir / "shell-home.png"), full_page=True)

@@ -73,7 +73,7 @@ def test_browser_shows_the_gpt2_total(page, app_url, screenshots_dir):
     open_page(page, app_url, "architecture")
     page.get_by_text("124,439,808").first.wait_for()
     no_exception(page)
-    page.screenshot(path=str(screenshots_dir / "architecture.png"), full_page=True)
+    page.screenshot(path=str(screenshots_dir / "architecture-gpt2-total.png"), full_page=True)
 
 
 # --- the page's inputs in the link ----------------------------------------------------------

@@ -334,4 +334,4 @@ def test_browser_temperature_changes_the_chart(page, app_url, screenshots_dir):
     )
     assert heights() != first
     no_exception(page)
-    page.screenshot(path=str(screenshots_dir / "next_token.png"), full_page=True)
+    page.screenshot(path=str(screenshots_dir / "next_token-browser.png"), full_page=True)

@@ -92,7 +92,7 @@ def test_browser_types_a_sentence_and_sees_its_token_count(page, app_url, screen
     )
     assert metrics.first.inner_text().strip() == "2"  # GPT-2: "hello" + " world"
     no_exception(page)
-    page.screenshot(path=str(screenshots_dir / "tokenizers.png"), full_page=True)
+    page.screenshot(path=str(screenshots_dir / "tokenizers-browser.png"), full_page=True)
 
 
 # --- the page's inputs in the link ----------------------------------------------------------
