@@ -38,16 +38,24 @@ def read_requirements() -> list[Requirement]:
     return [Requirement(line) for line in lines if line and not line.startswith(("#", "-"))]
 
 
-def applies(requirement: Requirement, python: str) -> bool:
+def applies(
+    requirement: Requirement, python: str, system: str = "Linux", machine: str = "x86_64"
+) -> bool:
     if requirement.marker is None:
         return True
     environment = {"python_version": python, "python_full_version": f"{python}.0"}
-    environment |= {"sys_platform": "linux", "platform_machine": "x86_64"}
+    environment |= {
+        "sys_platform": {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}[system],
+        "platform_system": system,
+        "platform_machine": machine,
+    }
     return requirement.marker.evaluate(environment)
 
 
-def torch_for(python: str) -> list[Requirement]:
-    return [r for r in read_requirements() if r.name == "torch" and applies(r, python)]
+def torch_for(python: str, system: str = "Linux", machine: str = "x86_64") -> list[Requirement]:
+    return [
+        r for r in read_requirements() if r.name == "torch" and applies(r, python, system, machine)
+    ]
 
 
 def wheel_of(requirement: Requirement):
@@ -103,6 +111,18 @@ def test_the_cloud_python_gets_the_cpu_wheel_built_for_it(python):
     for tag in tags:
         match = re.fullmatch(r"manylinux_2_(\d+)_x86_64", tag.platform)
         assert match and int(match.group(1)) <= 31, tag
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+@pytest.mark.parametrize(
+    ("system", "machine"),
+    [("Darwin", "arm64"), ("Darwin", "x86_64"), ("Windows", "AMD64"), ("Linux", "aarch64")],
+)
+def test_a_student_laptop_gets_the_plain_pin(python, system, machine):
+    """The CPU wheel by URL is built for Linux on x86_64 only; a Mac, a Windows laptop or an
+    ARM board takes PyPI's torch, which is the CPU build there."""
+    (torch,) = torch_for(python, system, machine)
+    assert torch.url is None and str(torch.specifier) == f"=={TORCH}"
 
 
 def test_the_local_python_keeps_the_plain_pin():
