@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from llmlab import charts, sharing, ui
 from llmlab import next_token as nt
@@ -39,6 +38,7 @@ SETTINGS = sharing.PageSettings(
         Flag("guess_first", "nt-guess-mode", False),
         Text("guess", "nt-guess", "", max_chars=MAX_GUESS_CHARS),
         Integer("candidate", "nt-pick", 1, low=1, high=SHOWN[-1]),
+        Integer("seed", "nt-seed", 0, low=0, high=nt.MAX_SEED),
     ],
 )
 FIELDS = {f.name: f for f in SETTINGS.fields}
@@ -330,14 +330,19 @@ with tab_pick:
         "Append this token", key="nt-append", on_click=_append,
         args=(nt.append_token(loaded, prompt, rows[pick - 1].token_id),),
     )  # fmt: skip
-    final = flow.final_probabilities()
-    seed = len(STATE.get("nt-prompt", ""))
-    sampled = int(torch.multinomial(final, 1, generator=torch.Generator().manual_seed(seed)))
+    seed = int(
+        c2.number_input(
+            "Seed", 0, nt.MAX_SEED, 0, step=1, key="nt-seed",
+            help="The random draw below uses this seed: the same prompt, knobs and seed always "
+            "draw the same token (here, and from a shared link). Change it to draw again.",
+        )
+    )  # fmt: skip
+    sampled = nt.sample_token(flow.final_probabilities(), seed)
     c2.button(
         "Sample one with these knobs", key="nt-sample", on_click=_append,
         args=(nt.append_token(loaded, prompt, sampled),),
-        help="Draws a token from the filtered distribution (seeded by the prompt length, so "
-        "the same prompt and knobs draw the same token, here and from a shared link).",
+        help="Draws a token at random from the filtered distribution (the blue bars) and "
+        "appends it to the prompt.",
     )  # fmt: skip
 
 with tab_surprise:

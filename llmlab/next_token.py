@@ -282,3 +282,22 @@ def append_token(loaded: LoadedModel, prompt: str, token_id: int) -> str:
         ids = loaded.tokenizer(prompt)["input_ids"] + [token_id]
         return loaded.tokenizer.decode(ids, skip_special_tokens=True)
     return prompt + text
+
+
+MAX_SEED = 2**31 - 1
+
+
+def sample_token(probabilities: torch.Tensor, seed: int) -> int:
+    """Draw one token id from a probability vector; the same seed draws the same token.
+
+    A token the filters removed (probability 0) is never drawn.
+
+    >>> sample_token(torch.tensor([0.0, 0.25, 0.75, 0.0]), seed=0) in (1, 2)
+    True
+    >>> len({sample_token(torch.tensor([0.5, 0.5]), seed=7) for _ in range(5)})
+    1
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed={seed!r} is out of range: allowed whole numbers 0..{MAX_SEED}")
+    generator = torch.Generator().manual_seed(seed)
+    return int(torch.multinomial(probabilities.float(), 1, generator=generator))

@@ -247,3 +247,18 @@ def test_append_token(smollm2):
         nt.append_token(smollm2, "The capital of France is", paris)
         == "The capital of France is Paris"
     )
+
+
+def test_sample_token_is_seeded_and_never_draws_a_removed_token():
+    probabilities = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3, 0.0])
+    draws = [nt.sample_token(probabilities, seed) for seed in range(300)]
+    assert set(draws) == {1, 3, 4}  # every kept token drawn, no removed one
+    assert draws.count(3) > draws.count(4) > draws.count(1)
+    for seed in (0, 1, 12345):
+        generator = torch.Generator().manual_seed(seed)
+        assert nt.sample_token(probabilities, seed) == int(
+            torch.multinomial(probabilities, 1, generator=generator)
+        )
+    for bad in (-1, 2**31, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="seed="):
+            nt.sample_token(probabilities, bad)

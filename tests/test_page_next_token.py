@@ -76,6 +76,7 @@ LINK = {
     "repetition_penalty": "1.3",
     "shown": "30",
     "candidate": "3",
+    "seed": "17",
 }
 WIDGETS = {  # link name -> (widget kind, key, value the widget must show)
     "prompt": ("text_area", "nt-prompt", "Hello my name"),
@@ -87,6 +88,7 @@ WIDGETS = {  # link name -> (widget kind, key, value the widget must show)
     "repetition_penalty": ("slider", "nt-penalty", 1.3),
     "shown": ("slider", "nt-shown", 30),
     "candidate": ("selectbox", "nt-pick", 3),
+    "seed": ("number_input", "nt-seed", 17),
 }
 RAW_HTML = re.compile(r"<script|<img\s", re.IGNORECASE)
 
@@ -113,6 +115,18 @@ def test_a_link_sets_every_input_and_stays_in_the_address_bar():
         assert getattr(at, kind)(key=key).value == value, name
     assert at.query_params == LINK
     assert any(m.label == "Tokens still possible" and int(m.value) <= 12 for m in at.metric)
+
+
+def test_the_seed_in_a_link_draws_the_same_token(smollm2):
+    at = open_link(LINK)
+    at.button(key="nt-sample").click().run()
+    distribution = nt.next_token_distribution(smollm2, LINK["prompt"])
+    flow = nt.waterfall(
+        distribution.logits, temperature=0.35, top_k=12, top_p=0.75, min_p=0.05,
+        repetition_penalty=1.3, input_ids=distribution.prompt_ids,
+    )  # fmt: skip
+    drawn = nt.sample_token(flow.final_probabilities(), 17)
+    assert at.text_area(key="nt-prompt").value == nt.append_token(smollm2, LINK["prompt"], drawn)
 
 
 def test_a_fresh_page_links_only_the_model():
