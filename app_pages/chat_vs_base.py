@@ -308,9 +308,15 @@ with side_tab:
     prepared: dict = {}
     st.subheader("What the model actually sees")
     st.html(chat.legend_html())
+    prompt_empty = not prompt.strip()
+    if prompt_empty and not prompt_refused:
+        st.info(
+            "Type a prompt above (or pick a ready one) to see what each model reads.",
+            icon=":material/edit:",
+        )
     seen = st.columns(2)
     for column, loaded, role in ((seen[0], base, "base"), (seen[1], chat_model, "chat")):
-        if loaded is None or prompt_refused:
+        if loaded is None or prompt_refused or prompt_empty:
             continue
         with column, ui.friendly_errors():
             if role == "base":

@@ -56,7 +56,11 @@ def test_side_by_side_run():
     # A bad setting is a message, not a traceback, and the earlier results stay.
     at.text_area(key="cvb-prompt").set_value("   ").run()
     assert not at.exception
-    assert any("prompt is empty" in error.value for error in at.error)
+    assert not at.error
+    assert [i.value for i in at.info if "Type a prompt" in i.value] == [
+        "Type a prompt above (or pick a ready one) to see what each model reads."
+    ]
+    assert at.button(key="cvb-run").disabled
     assert at.session_state["cvb-results"]["chat"]["text"] == results["chat"]["text"]
 
 
