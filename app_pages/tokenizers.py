@@ -317,7 +317,9 @@ with zoo_area:
                 if tokenizer.adds_prefix_space:
                     notes.append("adds a space before the text (▁)")
                 special = ", ".join(islice(tokenizer.special_tokens, 4))
-                notes.append(f"{len(tokenizer.special_tokens)} special tokens (e.g. {special})")
+                count = len(tokenizer.special_tokens)
+                noun = "special token" if count == 1 else "special tokens"
+                notes.append(f"{count} {noun} ({'e.g. ' if count > 1 else ''}{special})")
                 st.caption(" · ".join(notes))
                 sharing.download(
                     "Tokens as CSV",
