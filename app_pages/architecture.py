@@ -154,6 +154,7 @@ if not runnable or registry.resolve_model(name).source == "offline":
 else:  # a Hub model: its config comes with the weights
     loaded = ui.get_model(name)
     if loaded is None:
+        SETTINGS.publish()  # the link and the share controls stay usable
         st.stop()
     breakdown = params.parameter_breakdown(loaded.model)
     summary = arch.architecture_summary(loaded.model, name)
