@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from browser_helpers import no_exception, wait_for_app
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +53,7 @@ def test_a_copied_link_and_a_settings_file_give_the_same_text(
     page.goto(f"{app_url}/decoding?{urlencode(LINK)}")
     wait_for_app(page)
     no_exception(page)
-    assert page.get_by_role("textbox", name="Prompt", exact=True).input_value() == LINK["prompt"]
+    expect(page.get_by_role("textbox", name="Prompt", exact=True)).to_have_value(LINK["prompt"])
     first = generate_and_download_tokens(page, tmp_path, "first.csv")
     assert len(first) == 6 and all(row["id"].isdigit() for row in first)
 
@@ -90,8 +91,8 @@ def test_a_copied_link_and_a_settings_file_give_the_same_text(
     try:
         other.goto(link)
         wait_for_app(other)
-        assert (
-            other.get_by_role("textbox", name="Prompt", exact=True).input_value() == LINK["prompt"]
+        expect(other.get_by_role("textbox", name="Prompt", exact=True)).to_have_value(
+            LINK["prompt"]
         )
         assert generate_and_download_tokens(other, tmp_path, "second.csv") == first
     finally:
@@ -108,8 +109,8 @@ def test_a_copied_link_and_a_settings_file_give_the_same_text(
         third.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(settings_path)
         third.get_by_text("Settings loaded from the file.").wait_for()
         wait_for_app(third)
-        assert (
-            third.get_by_role("textbox", name="Prompt", exact=True).input_value() == LINK["prompt"]
+        expect(third.get_by_role("textbox", name="Prompt", exact=True)).to_have_value(
+            LINK["prompt"]
         )
         assert generate_and_download_tokens(third, tmp_path, "third.csv") == first
         third.screenshot(path=str(screenshots_dir / "decoding-shared.png"), full_page=True)
@@ -134,7 +135,9 @@ def test_a_hostile_link_shows_notices_and_runs_no_script(page, app_url):
     texts = " ".join(alerts.all_inner_texts())
     assert "model in the link" in texts and "seed in the link" in texts
     # The prompt is text: it is kept, shown in the text box, and never becomes markup.
-    assert page.get_by_role("textbox", name="Prompt", exact=True).input_value() == hostile["prompt"]
+    expect(page.get_by_role("textbox", name="Prompt", exact=True)).to_have_value(
+        hostile["prompt"], timeout=30_000
+    )
     assert page.locator("img[src='x']").count() == 0
     assert dialogs == []
     # The address bar now holds what the page really uses: the refused values are gone.
