@@ -64,7 +64,8 @@ for spec in registry.MODELS.values():
             "loaded": "yes" if spec.name in ui.loaded_model_names() else "no",
         }
     )
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+# Static tables: they wrap instead of scrolling sideways, so a projected page shows every column.
+st.table(pd.DataFrame(rows), hide_index=True)
 
 st.subheader("Offline packs")
 st.caption(
@@ -72,7 +73,7 @@ st.caption(
     f"sha256. Cache folder: `{assets.cache_dir()}`."
 )
 statuses = assets.status_all()
-st.dataframe(
+st.table(
     pd.DataFrame(
         [
             {
@@ -87,7 +88,6 @@ st.dataframe(
         ]
     ),
     hide_index=True,
-    width="stretch",
 )
 missing = [item.pack.name for item in statuses if not item.verified]
 if missing and not lab_mode.can_fetch_packs():

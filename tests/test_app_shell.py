@@ -24,7 +24,7 @@ def app():
 def test_home_lists_models_and_packs(app):
     assert not app.exception
     assert app.title[0].value == "LLM Lab"
-    frames = [frame.value for frame in app.dataframe]
+    frames = [table.value for table in app.table]
     models_table, packs_table = frames[0], frames[1]
     assert set(models_table["name"]) >= {"gemma-3-270m", "smollm2-135m-instruct", "gpt2"}
     assert set(models_table.loc[models_table["source"] == "offline pack", "status"]) == {"ready"}

@@ -28,7 +28,7 @@ def _boxes(at: AppTest, kind: str) -> str:
 
 
 def _models_table(at: AppTest):
-    return at.dataframe[0].value.set_index("name")
+    return at.table[0].value.set_index("name")
 
 
 @pytest.fixture

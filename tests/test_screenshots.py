@@ -76,7 +76,9 @@ def _open(page, app_url: str, path: str, heading: str) -> None:
 )
 def test_page_as_it_opens(page, app_url, screenshots_dir, path, heading, name):
     _open(page, app_url, path, heading)
-    page.locator(".js-plotly-plot, [data-testid='stDataFrame']").first.wait_for()
+    page.locator(
+        ".js-plotly-plot, [data-testid='stDataFrame'], [data-testid='stTable']"
+    ).first.wait_for()
     _save(page, screenshots_dir, name)
 
 
