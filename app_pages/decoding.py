@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from llmlab import charts, chat, exports, registry, sharing, ui
@@ -112,17 +111,14 @@ settings: dict = {}
 columns = st.columns(3)
 with columns[0]:
     settings["max_new_tokens"] = st.slider(
-        "Max new tokens", 1, MAX_NEW_TOKENS, 40, key="dec-max-new",
+        "Max new tokens", *SETTINGS.bounds("max_new_tokens"), key="dec-max-new",
         help="Generation stops here, or earlier at the end-of-text token.",
     )  # fmt: skip
     if shown & set(SAMPLING):
         settings["seed"] = int(
             st.number_input(
                 "Seed",
-                0,
-                2**31 - 1,
-                0,
-                step=1,
+                *SETTINGS.bounds("seed"),
                 key="dec-seed",
                 help="The same seed draws the same random numbers: the same text again.",
             )  # fmt: skip
@@ -130,29 +126,35 @@ with columns[0]:
 with columns[1]:
     if shown & set(SAMPLING):
         settings["temperature"] = st.slider(
-            "Temperature", 0.05, 2.0, 1.0, 0.05, key="dec-temperature",
+            "Temperature", *SETTINGS.bounds("temperature"), key="dec-temperature",
             help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it.",
         )  # fmt: skip
     if "top_k" in shown:
         settings["top_k"] = st.slider(
-            "Top-k", 1, 100, 20, key="dec-top-k", help="Keep only the k most likely tokens."
+            "Top-k",
+            *SETTINGS.bounds("top_k"),
+            key="dec-top-k",
+            help="Keep only the k most likely tokens.",
         )
     if "top_p" in shown:
         settings["top_p"] = st.slider(
-            "Top-p", 0.05, 1.0, 0.9, 0.05, key="dec-top-p",
+            "Top-p", *SETTINGS.bounds("top_p"), key="dec-top-p",
             help="Keep the most likely tokens until their probabilities add up to p.",
         )  # fmt: skip
     if "min_p" in shown:
         settings["min_p"] = st.slider(
-            "Min-p", 0.0, 0.5, 0.1, 0.01, key="dec-min-p",
+            "Min-p", *SETTINGS.bounds("min_p"), key="dec-min-p",
             help="Keep tokens at least min_p times as likely as the most likely one.",
         )  # fmt: skip
     if "beam" in shown:
         settings["num_beams"] = st.slider(
-            "Beams", 2, 5, 3, key="dec-beams", help="How many partial texts are kept each step."
+            "Beams",
+            *SETTINGS.bounds("beams"),
+            key="dec-beams",
+            help="How many partial texts are kept each step.",
         )
         settings["length_penalty"] = st.slider(
-            "Length penalty", -2.0, 2.0, 1.0, 0.5, key="dec-length-penalty",
+            "Length penalty", *SETTINGS.bounds("length_penalty"), key="dec-length-penalty",
             help="Finished texts are ranked by log-prob / length^penalty: > 0 favours longer ones.",
         )  # fmt: skip
         settings["early_stopping"] = st.selectbox(
@@ -163,11 +165,12 @@ with columns[1]:
         )  # fmt: skip
 with columns[2]:
     settings["repetition_penalty"] = st.slider(
-        "Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="dec-repetition",
+        "Repetition penalty", *SETTINGS.bounds("repetition_penalty"), key="dec-repetition",
         help="Makes tokens already in the text less likely (1.0 = off).",
     )  # fmt: skip
     settings["no_repeat_ngram_size"] = st.slider(
-        "No repeated n-grams of size", 0, 6, 0, key="dec-no-repeat",
+        "No repeated n-grams of size", *SETTINGS.bounds("no_repeat_ngram_size"),
+        key="dec-no-repeat",
         help="Forbids any n tokens in a row from appearing twice (0 = off).",
     )  # fmt: skip
 
@@ -327,17 +330,9 @@ def show_chips(result) -> None:
 
 def download_tokens(result, key: str) -> None:
     """The generated tokens as a CSV file: step, token, id and its probability when chosen."""
-    frame = pd.DataFrame(
-        {
-            "step": range(1, len(result.new_ids) + 1),
-            "token": result.tokens,
-            "id": result.new_ids,
-            "probability": result.token_probs,
-        }
-    )
     sharing.download(
         "Tokens as CSV",
-        data=exports.table_csv(frame),
+        data=exports.table_csv(exports.generation_frame(result)),
         file_name=f"decoding-{exports.file_stem(result.strategy)}-tokens.csv",
         key=key,
         help="Each new token with its id and the probability it had when it was chosen.",

@@ -41,13 +41,6 @@ SETTINGS = sharing.PageSettings(
         Integer("seed", "nt-seed", 0, low=0, high=nt.MAX_SEED),
     ],
 )
-FIELDS = {f.name: f for f in SETTINGS.fields}
-
-
-def slider_range(name: str) -> tuple:
-    """A knob's slider (min, max, default, step): the range its link field accepts."""
-    spec = FIELDS[name]
-    return spec.low, spec.high, spec.default, getattr(spec, "step", None) or 1
 
 
 ui.page_intro(
@@ -88,7 +81,7 @@ knobs, chart_area = st.columns([1, 3])
 with knobs:
     st.markdown("**Sampling knobs**")
     temperature = st.slider(
-        "Temperature", *slider_range("temperature"), key="nt-temperature",
+        "Temperature", *SETTINGS.bounds("temperature"), key="nt-temperature",
         help="Divides every logit before softmax. 0 = greedy: always the top token.",
     )  # fmt: skip
     st.caption(
@@ -96,26 +89,26 @@ with knobs:
         "At **0** there is no sampling at all: the most likely token is always taken (greedy)."
     )
     top_k = st.slider(
-        "Top-k", *slider_range("top_k"), key="nt-top-k",
+        "Top-k", *SETTINGS.bounds("top_k"), key="nt-top-k",
         help="Keep only the k best tokens. 0 = off.",
     )  # fmt: skip
     st.caption("A fixed-size shortlist: the k highest scores survive, whatever their share.")
     top_p = st.slider(
-        "Top-p (nucleus)", *slider_range("top_p"), key="nt-top-p",
+        "Top-p (nucleus)", *SETTINGS.bounds("top_p"), key="nt-top-p",
         help="Keep the smallest set of top tokens whose probabilities add up to p. 1 = off.",
     )  # fmt: skip
     st.caption("A shortlist that adapts: few tokens when the model is sure, many when it is not.")
     min_p = st.slider(
-        "Min-p", *slider_range("min_p"), key="nt-min-p",
+        "Min-p", *SETTINGS.bounds("min_p"), key="nt-min-p",
         help="Drop tokens less likely than min-p times the top token. 0 = off.",
     )  # fmt: skip
     st.caption("Relative to the favourite: 0.1 drops anything 10x less likely than the top token.")
     penalty = st.slider(
-        "Repetition penalty", *slider_range("repetition_penalty"), key="nt-penalty",
+        "Repetition penalty", *SETTINGS.bounds("repetition_penalty"), key="nt-penalty",
         help="Pushes down tokens already in the prompt. 1 = off.",
     )  # fmt: skip
     shown = st.slider(
-        "Tokens shown", SHOWN[0], SHOWN[-1], FIELDS["shown"].default, SHOWN[1] - SHOWN[0],
+        "Tokens shown", SHOWN[0], SHOWN[-1], SETTINGS.field("shown").default, SHOWN[1] - SHOWN[0],
         key="nt-shown",
         help="How many of the most likely tokens the chart and the table list.",
     )  # fmt: skip

@@ -170,16 +170,7 @@ def _tokens_csv(tokenizer: tokenization.Tokenizer, text: str) -> str:
 
     Built only when the button is clicked: a long text has tens of thousands of tokens.
     """
-    pieces = tokenizer.pieces(text)
-    frame = pd.DataFrame(
-        {
-            "token": [p.text if p.text is not None else p.label() for p in pieces],
-            "id": [p.id for p in pieces],
-            "start": [p.start for p in pieces],
-            "end": [p.end for p in pieces],
-        }
-    )
-    return exports.table_csv(frame)
+    return exports.table_csv(exports.pieces_frame(tokenizer.pieces(text)))
 
 
 ui.page_intro(

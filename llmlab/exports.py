@@ -28,6 +28,36 @@ def table_csv(frame: Any) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
+def pieces_frame(pieces: Any) -> Any:
+    """A tokenizer's pieces as a table: token text (hex bytes for part of a character), id,
+    and character span [start, end)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "token": [p.text if p.text is not None else p.label() for p in pieces],
+            "id": [p.id for p in pieces],
+            "start": [p.start for p in pieces],
+            "end": [p.end for p in pieces],
+        }
+    )
+
+
+def generation_frame(result: Any) -> Any:
+    """A generation's new tokens as a table: step, token text, id, and the probability each had
+    when it was chosen."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "step": range(1, len(result.new_ids) + 1),
+            "token": result.tokens,
+            "id": result.new_ids,
+            "probability": result.token_probs,
+        }
+    )
+
+
 def figure_html(figure: Any) -> str:
     """A Plotly figure as one HTML file that opens offline (plotly.js is inside, a few MB)."""
     return figure.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})

@@ -59,6 +59,16 @@ class PageSettings:
         self._notices_key = f"_notices-{page}"
         self._upload_key = f"_upload-{page}"
 
+    def field(self, name: str) -> Field:
+        """The field called `name` (its link name)."""
+        return next(spec for spec in self.fields if spec.name == name)
+
+    def bounds(self, name: str) -> tuple[Any, Any, Any, Any]:
+        """A number field's widget arguments (min, max, default, step): the range its link
+        accepts, so a slider and its field cannot disagree."""
+        spec = self.field(name)
+        return spec.low, spec.high, spec.default, getattr(spec, "step", None) or 1
+
     # --- reading ------------------------------------------------------------------------------
 
     def restore(self) -> None:
