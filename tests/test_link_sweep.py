@@ -8,15 +8,12 @@ what it really uses. The count of links tried and passed is printed.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-import tokenizers  # noqa: F401 - before app_pages/ is on the path (it has a tokenizers.py)
-from streamlit.testing.v1 import AppTest
+from app_helpers import html_bodies, page_from_link
 
 from llmlab import page_state, sharing
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["tokenizers", "architecture", "next_token", "decoding", "chat_vs_base"]
 CATALOGUE = {
     "empty": "",
@@ -39,27 +36,15 @@ RESULTS = {"tried": 0, "passed": 0}
 LIVE = re.compile(r"<script|<img|=\s*[\"']?\s*javascript:", re.IGNORECASE)
 
 
-def open_from_link(page: str, params: dict[str, str | list[str]]) -> AppTest:
-    at = AppTest.from_file(str(ROOT / f"app_pages/{page}.py"), default_timeout=240)
-    for name, value in params.items():
-        at.query_params[name] = value
-    return at.run()
-
-
 @pytest.fixture(scope="module")
 def declared() -> dict[str, list[page_state.Field]]:
     """Each page's fields, as the page itself declares them when it runs."""
     for page in PAGES:
-        at = open_from_link(page, {})
+        at = page_from_link(page, {})
         assert not at.exception, page
     missing = [page for page in PAGES if page not in sharing.DECLARED]
     assert not missing, f"pages without link settings: {missing}"
     return {page: sharing.DECLARED[page] for page in PAGES}
-
-
-def html_bodies(at: AppTest) -> list[str]:
-    bodies = [m.value for m in at.markdown if m.proto.allow_html]
-    return bodies + [h.proto.body for h in at.get("html")]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -72,7 +57,7 @@ def test_every_input_of_the_page_refuses_or_keeps_a_bad_value(declared, page, la
     expected = page_state.parse(
         fields, {k: v if isinstance(v, list) else [v] for k, v in params.items()}
     )
-    at = open_from_link(page, params)
+    at = page_from_link(page, params)
     assert not at.exception, [e.value for e in at.exception]
     # A clear message is fine (say, "prompt is empty"); an unexpected error is not.
     assert not any("Something went wrong" in e.value for e in at.error), [e.value for e in at.error]

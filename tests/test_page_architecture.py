@@ -13,6 +13,8 @@ import pytest
 # where app_pages/tokenizers.py would stand in for the `tokenizers` package. Import it first.
 import tokenizers  # noqa: F401
 import transformers.tokenization_utils_base  # noqa: F401
+from app_helpers import html_bodies
+from app_helpers import page_from_link as open_page_from_link
 from streamlit.testing.v1 import AppTest
 
 from llmlab import forward_pass, page_state, sharing
@@ -96,21 +98,7 @@ RAW_HTML = re.compile(r"<script|<img\s+src=x", re.IGNORECASE)
 
 
 def page_from_link(params: dict[str, str | list[str]], runs: int = 1) -> AppTest:
-    """The page opened from a link: it is the first page of the session, so it reads the link."""
-    at = AppTest.from_file(str(ROOT / "app_pages/architecture.py"), default_timeout=300)
-    for name, value in params.items():
-        at.query_params[name] = value
-    for _ in range(runs):
-        at.run()
-    return at
-
-
-def html_bodies(at: AppTest) -> list[str]:
-    """Every body the browser would read as HTML: st.html and markdown with HTML allowed."""
-    bodies = [h.value for h in at.get("html")]
-    for kind in ("markdown", "caption"):
-        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
-    return bodies
+    return open_page_from_link("architecture", params, runs=runs, timeout=300)
 
 
 @pytest.fixture(scope="module")

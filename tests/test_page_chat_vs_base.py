@@ -14,6 +14,8 @@ import pytest
 # where app_pages/tokenizers.py would stand in for the `tokenizers` package. Import it first.
 import tokenizers  # noqa: F401
 import transformers.tokenization_utils_base  # noqa: F401
+from app_helpers import html_bodies
+from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
@@ -136,21 +138,7 @@ ONLY_MODELS = {"base_model": BASE, "chat_model": CHAT, "chat_with": CHAT}
 
 
 def page_from_link(params: dict[str, str | list[str]], runs: int = 1) -> AppTest:
-    """The page opened from a link: it is the first page of the session, so it reads the link."""
-    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=240)
-    for name, value in params.items():
-        at.query_params[name] = value
-    for _ in range(runs):
-        at.run()
-    return at
-
-
-def html_bodies(at: AppTest) -> list[str]:
-    """Every body the browser would read as HTML: st.html and markdown with HTML allowed."""
-    bodies = [h.value for h in at.get("html")]
-    for kind in ("markdown", "caption"):
-        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
-    return bodies
+    return open_page_from_link("chat_vs_base", params, runs=runs)
 
 
 def link_notices(at: AppTest) -> str:

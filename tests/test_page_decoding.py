@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
@@ -129,11 +130,7 @@ LINK = {
 
 
 def page_from_link(params: dict[str, str]) -> AppTest:
-    """The page opened from a link: it is the first page of the session, so it reads the link."""
-    at = AppTest.from_file(str(ROOT / "app_pages/decoding.py"), default_timeout=180)
-    for name, value in params.items():
-        at.query_params[name] = value
-    return at.run()
+    return open_page_from_link("decoding", params, timeout=180)
 
 
 def test_a_link_reproduces_the_inputs_and_the_same_sampled_text(smollm2):

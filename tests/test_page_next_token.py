@@ -12,6 +12,7 @@ import pytest
 # A page run on its own puts its folder first on sys.path, and app_pages/ holds a
 # tokenizers.py: import the Hugging Face package first so transformers finds the real one.
 import tokenizers  # noqa: F401
+from app_helpers import html_bodies, page_from_link
 from streamlit.testing.v1 import AppTest
 
 from llmlab import exports, page_state, ui
@@ -95,17 +96,7 @@ RAW_HTML = re.compile(r"<script|<img\s", re.IGNORECASE)
 
 def open_link(params: dict[str, str]) -> AppTest:
     """The page opened from a link carrying `params` (the first page of a new session)."""
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.query_params.update(params)
-    return at.run()
-
-
-def html_bodies(at: AppTest) -> list[str]:
-    """Everything the browser would read as HTML: st.html and markdown with HTML allowed."""
-    bodies = [h.value for h in at.get("html")]
-    for kind in ("markdown", "caption"):
-        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
-    return bodies
+    return page_from_link("next_token", params, timeout=180)
 
 
 def test_a_link_sets_every_input_and_stays_in_the_address_bar():

@@ -13,6 +13,8 @@ import pytest
 # AppTest puts the page's folder first on the import path, and there `tokenizers` is this page.
 import streamlit as st
 import tokenizers  # noqa: F401
+from app_helpers import html_bodies
+from app_helpers import page_from_link as open_page_from_link
 from streamlit.testing.v1 import AppTest
 
 from llmlab import page_state, sharing, tokenization
@@ -115,19 +117,7 @@ LINK = {
 
 
 def page_from_link(params: dict[str, str | list[str]]) -> AppTest:
-    """The page opened from a link: it is the first page of the session, so it reads the link."""
-    at = AppTest.from_file(str(ROOT / "app_pages/tokenizers.py"), default_timeout=180)
-    for name, value in params.items():
-        at.query_params[name] = value
-    return at.run()
-
-
-def _html_bodies(at: AppTest) -> list[str]:
-    """Every body the browser would read as HTML: st.html and markdown with HTML allowed."""
-    bodies = [h.value for h in at.get("html")]
-    for kind in ("markdown", "caption"):
-        bodies += [m.value for m in at.get(kind) if m.proto.allow_html]
-    return bodies
+    return open_page_from_link("tokenizers", params, timeout=180)
 
 
 def test_a_link_reproduces_every_input():
@@ -214,7 +204,7 @@ def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
     assert at.text_area(key="tok-text").value == EXAMPLES["English prose"]
     # ...markup in a text field is kept as plain text, and nothing reaches the browser as HTML.
     assert at.text_input(key="tok-word-in").value == "<script>alert(1)</script>"
-    assert not any("<script" in body or "<img" in body for body in _html_bodies(at))
+    assert not any("<script" in body or "<img" in body for body in html_bodies(at))
     # The address bar is rewritten from the widgets: only the accepted value is left.
     assert dict(at.query_params) == {"word_text": "<script>alert(1)</script>"}
 
