@@ -18,7 +18,7 @@ from app_helpers import page_from_link as open_page_from_link
 from streamlit.testing.v1 import AppTest
 
 from llmlab import forward_pass, page_state, sharing
-from tests.browser_helpers import no_exception, open_page
+from tests.browser_helpers import no_exception, open_page, wait_for_app
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -280,11 +280,17 @@ def test_browser_an_edited_weight_goes_into_the_result_and_the_link(page, app_ur
     page.get_by_text("y0 = 1·2 + -1·1 + 0·3 + 0.5 = 1.5").wait_for(timeout=120_000)
     for value, line in (("4", "y0 = 4·2 + -1·1 + 0·3 + 0.5 = 7.5"),
                         ("-2", "y0 = -2·2 + -1·1 + 0·3 + 0.5 = -4.5")):  # fmt: skip
-        grid = page.locator("[data-testid='stDataFrame']:visible").first
+        wait_for_app(page)
+        # The weights grid is the first grid of the open tab; the inputs grid comes after it.
+        panel = page.get_by_role("tabpanel").filter(visible=True)
+        grid = panel.locator("[data-testid='stDataFrame']").first
         grid.locator("canvas").first.wait_for()
-        box = grid.bounding_box()
+        width = grid.bounding_box()["width"]
         # Row 0, column x1: the grid draws a 35 px header, 35 px rows and a narrow index column.
-        page.mouse.dblclick(box["x"] + box["width"] * 0.25, box["y"] + 35 + 17)
+        # A click through the locator is placed where the grid is when it happens (and only
+        # when the grid is the element under the pointer), so a page that is still settling
+        # cannot send the click into the grid below.
+        grid.dblclick(position={"x": width * 0.25, "y": 35 + 17})
         cell = page.locator(".gdg-input")  # the grid's cell editor
         cell.wait_for(timeout=30_000)
         cell.fill(value)

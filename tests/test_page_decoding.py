@@ -97,12 +97,18 @@ def test_compare_in_the_browser(page, app_url, screenshots_dir):
     """Two strategies side by side: greedy and top-p, 8 tokens each, in headless Chromium."""
     open_page(page, app_url, "decoding")
     page.get_by_text("Compare strategies", exact=True).click()
+    # The address bar follows the widgets once a run has finished with the new value.
+    page.wait_for_function("() => location.search.includes('mode=Compare')", timeout=120_000)
     wait_for_app(page)
     slider = page.get_by_role("slider").first  # "Max new tokens"
     slider.focus()
     page.keyboard.press("Home")
     for _ in range(7):
         page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => new URLSearchParams(location.search).get('max_new_tokens') === '8'",
+        timeout=120_000,
+    )
     wait_for_app(page)
     page.get_by_role("button", name="Generate").click()
     page.get_by_text("Side by side").wait_for(timeout=180_000)
