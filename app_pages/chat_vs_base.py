@@ -327,6 +327,9 @@ with side_tab:
             st.markdown(f"**{loaded.facts.title}** · {run.how} · {len(run.prompt_ids)} tokens")
             segments = chat.run_segments(run, loaded.tokenizer, prompt)
             st.html(chat.segments_html(segments))
+            typed = chat.typed_special_tokens(prompt, loaded.tokenizer)
+            if typed:
+                st.info(chat.typed_special_notice(typed), icon=":material/token:")
             _download_csv(
                 "Tokens as CSV", pd.DataFrame(chat.prompt_tokens(run, loaded.tokenizer)),
                 f"chat vs base {role} input tokens", f"cvb-{role}-tokens-csv",

@@ -13,6 +13,7 @@ format; it only continues text, so we either give it the text as is or frame it 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,52 @@ def special_ids(tokenizer: Any) -> set[int]:
         if getattr(added, "special", False):
             ids.add(int(token_id))
     return ids
+
+
+def typed_special_tokens(text: str, tokenizer: Any) -> list[tuple[str, int]]:
+    """Special tokens written out in `text` itself, as (token, id), each once, in order.
+
+    A tokenizer turns the literal text of a special token, such as ``<|im_end|>``, into that
+    special token, wherever it comes from: typing it into a prompt can end a turn early or fake
+    a new one. Nothing is added here (``add_special_tokens=False``), so only typed ones count.
+    """
+    if not text:
+        return []
+    marked = special_ids(tokenizer)
+    found: dict[int, str] = {}
+    for token_id in tokenizer(text, add_special_tokens=False)["input_ids"]:
+        if token_id in marked and token_id not in found:
+            found[token_id] = tokenizer.convert_ids_to_tokens(token_id)
+    return [(token, token_id) for token_id, token in found.items()]
+
+
+def _inline_code(text: str) -> str:
+    """`text` as Markdown inline code, whatever backticks it holds.
+
+    >>> _inline_code("a`b")
+    '`` a`b ``'
+    """
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if "`" in text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def typed_special_notice(found: Sequence[tuple[str, int]]) -> str:
+    """A plain-words note for special tokens typed into a prompt or a message (Markdown).
+
+    >>> typed_special_notice([("<|im_end|>", 2)])[:39]
+    'Your text contains `<|im_end|>` (id 2),'
+    """
+    names = ", ".join(f"{_inline_code(token)} (id {token_id})" for token, token_id in found)
+    one = len(found) == 1
+    return (
+        f"Your text contains {names}, which the tokenizer reads as "
+        f"{'a special token' if one else 'special tokens'}, not as the characters you typed. "
+        f"The model cannot tell {'it' if one else 'them'} from the ones its tokenizer or chat "
+        "template puts there: a typed end-of-turn token can end a turn early or start a fake "
+        "one. Chat apps usually remove such text; this lab keeps it so that you can see the "
+        "effect (highlighted in the model's input)."
+    )
 
 
 def _segments(text: str, spans: list[tuple[int, int]], messages: list[dict[str, str]]) -> list:
@@ -229,16 +276,17 @@ def check_message(
         return MessageCheck(None, ["The message is empty: type something, then press Enter."])
     text = require_utf8(text.strip(), "message")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) <= max_tokens:
-        return MessageCheck(text)
-    cut = tokenizer.decode(ids[:max_tokens]).rstrip("\ufffd")  # no half of a split character
-    return MessageCheck(
-        cut,
-        [
+    notices = []
+    if len(ids) > max_tokens:
+        text = tokenizer.decode(ids[:max_tokens]).rstrip("\ufffd")  # no half of a character
+        notices.append(
             f"The message was {len(ids):,} tokens long; only the first {max_tokens:,} were kept "
             "so that the conversation still fits in what the model can read."
-        ],
-    )
+        )
+    typed = typed_special_tokens(text, tokenizer)
+    if typed:
+        notices.append(typed_special_notice(typed))
+    return MessageCheck(text, notices)
 
 
 @dataclass(frozen=True)
@@ -419,10 +467,29 @@ def run_segments(prepared: PreparedRun, tokenizer: Any, user_text: str = "") -> 
     text = prepared.prompt_text
     found = text.find(user_text.strip()) if user_text.strip() else -1
     if found < 0 or text == user_text:
-        return [*segments, Segment(text, "content")]
+        return [*segments, *_mark_typed([Segment(text, "content")], tokenizer)]
     end = found + len(user_text.strip())
     pieces = [(text[:found], "template"), (text[found:end], "content"), (text[end:], "template")]
-    return [*segments, *(Segment(piece, kind) for piece, kind in pieces if piece)]
+    return [*segments, *_mark_typed([Segment(p, k) for p, k in pieces if p], tokenizer)]
+
+
+def _mark_typed(segments: list[Segment], tokenizer: Any) -> list[Segment]:
+    """Split out the special tokens typed into the text, so they are highlighted as special."""
+    typed = typed_special_tokens("".join(s.text for s in segments), tokenizer)
+    if not typed:
+        return segments
+    pattern = re.compile("|".join(re.escape(token) for token, _ in typed))
+    marked = []
+    for segment in segments:
+        start = 0
+        for match in pattern.finditer(segment.text):
+            if match.start() > start:
+                marked.append(Segment(segment.text[start : match.start()], segment.kind))
+            marked.append(Segment(match.group(), "special"))
+            start = match.end()
+        if start < len(segment.text):
+            marked.append(Segment(segment.text[start:], segment.kind))
+    return marked
 
 
 def prompt_tokens(prepared: PreparedRun, tokenizer: Any) -> list[dict[str, Any]]:
@@ -446,7 +513,7 @@ def prompt_tokens(prepared: PreparedRun, tokenizer: Any) -> list[dict[str, Any]]
 def segments_html(segments: Sequence[Segment]) -> str:
     """Escaped HTML for segments: special tokens and template text tinted, newlines shown as ↵.
 
-    >>> segments_html([Segment("<|im_end|>", "special"), Segment("<b>", "content")])[-13:]
+    >>> segments_html([Segment("<|im_end|>", "special"), Segment("<b>", "content")])[-15:]
     '&lt;b&gt;</pre>'
     """
     parts = []
