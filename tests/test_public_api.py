@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import llmlab
+
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(llmlab.__path__, "llmlab.")
+    if not info.name.endswith("__main__")
+)
 
 
 def test_every_public_name_resolves():
@@ -24,3 +35,14 @@ def test_import_does_not_pull_in_torch():
 def test_tokenize_matches_the_tiktoken_reference():
     assert llmlab.tokenize("hello world") == [31373, 995]
     assert llmlab.tokenize("hello world", "cl100k_base") == [15339, 1917]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_examples_in_each_module_hold(name):
+    """Every `>>>` example in the package's docstrings gives what it says."""
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples in {name} failed"
+
+
+def test_the_module_examples_are_found():
+    assert len(MODULES) >= 25 and "llmlab.chat" in MODULES and "llmlab.tokenization.bpe" in MODULES
