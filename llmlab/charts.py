@@ -15,16 +15,30 @@ REMOVED = "#BBBBBB"
 CHOSEN = "#D55E00"
 
 
+GRID = "#EBF0F8"  # plotly_white's grid and axis-line colour
+
+
 def base_layout(figure: go.Figure, title: str = "", height: int = 360) -> go.Figure:
-    """The lab's common look: readable fonts, a white background, tight margins."""
+    """The lab's common look: readable fonts, a white background, tight margins.
+
+    The white background and light grid are plotly_white's, set directly: assigning the whole
+    template copies and re-checks it, about 15 ms per figure on every page run. In the app,
+    Streamlit's chart theme draws over both; they show in notebooks and exported HTML.
+
+    >>> figure = base_layout(go.Figure(go.Bar(x=[1], y=[2])), "T")
+    >>> figure.layout.plot_bgcolor, figure.layout.yaxis.gridcolor, figure.layout.height
+    ('white', '#EBF0F8', 360)
+    """
     figure.update_layout(
         title=title or None,
         height=height,
-        template="plotly_white",
+        plot_bgcolor="white",
         font={"size": 14},
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
         colorway=PALETTE,
     )
+    figure.update_xaxes(gridcolor=GRID, linecolor=GRID, zerolinecolor=GRID)
+    figure.update_yaxes(gridcolor=GRID, linecolor=GRID, zerolinecolor=GRID)
     return figure
 
 
