@@ -448,7 +448,10 @@ with chat_tab:
                     )
                     STATE["cvb-live"] = stream
                     st.write_stream(stream)
-                    STATE.pop("cvb-live", None)
+                    if STATE.pop("cvb-live", None) is not stream:
+                        # The page was left mid-reply and the next run (another thread) has
+                        # already kept this reply as stopped: it must not be added twice.
+                        st.stop()
                     reply = stream.result
                     st.caption(f"{len(reply.new_ids)} tokens · {len(turn.prompt_ids)}-token prompt")
                 history.append(

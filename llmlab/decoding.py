@@ -19,6 +19,7 @@ penalty and no-repeat-n-gram apply to all of them. Sampling uses its own seeded
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -386,6 +387,11 @@ def prepare_prompt(
 class GenerationStream:
     """An iterator of `StepRecord`s; once exhausted, `.result` holds the `GenerationResult`.
 
+    It may be advanced from more than one thread, one step at a time. A Streamlit page that is
+    left mid-run needs this: the old run's thread can still be inside a step (a forward pass
+    does not notice the page change) when the next run finishes the stream as "stopped". That
+    call waits for the step to end instead of failing with "generator already executing".
+
     >>> stream = iter_generate("gemma-3-270m", "Hello", max_new_tokens=3)  # doctest: +SKIP
     >>> "".join(step.text_delta for step in stream) == stream.result.text  # doctest: +SKIP
     True
@@ -394,18 +400,20 @@ class GenerationStream:
     def __init__(self, steps: Iterator[StepRecord], finish: Callable[[], GenerationResult]):
         self._steps = steps
         self._finish = finish
+        self._lock = threading.Lock()
         self.result: GenerationResult | None = None
 
     def __iter__(self) -> GenerationStream:
         return self
 
     def __next__(self) -> StepRecord:
-        try:
-            return next(self._steps)
-        except StopIteration:
-            if self.result is None:
-                self.result = self._finish()
-            raise
+        with self._lock:
+            try:
+                return next(self._steps)
+            except StopIteration:
+                if self.result is None:
+                    self.result = self._finish()
+                raise
 
 
 def record_candidates(

@@ -25,7 +25,8 @@ def open_page(page, base_url: str, path: str = "") -> None:
 
 def no_exception(page) -> None:
     """Fail when Streamlit shows an exception box on the page."""
-    assert page.locator("[data-testid='stException']").count() == 0
+    boxes = page.locator("[data-testid='stException']")
+    assert boxes.count() == 0, "\n\n".join(boxes.all_inner_texts())
 
 
 # AppTest resolves relative paths against the calling file, so tests use this absolute path.

@@ -66,6 +66,10 @@ def app_url(tmp_path_factory):
                 "true",
                 "--browser.gatherUsageStats",
                 "false",
+                # The tests write files (screenshots, damaged packs); a watcher would only
+                # offer "Rerun" prompts and overflow its event queue.
+                "--server.fileWatcherType",
+                "none",
             ],
             cwd=ROOT,
             env=env,

@@ -395,3 +395,37 @@ def test_typed_special_tokens_are_highlighted_where_the_template_does_not_mark_t
     templated = chat.prepare_chat(smollm2, FAKE_TURN)
     marked = [s for s in chat.run_segments(templated, smollm2.tokenizer, FAKE_TURN)]
     assert sum(s.kind == "special" for s in marked) == sum(templated.rendered.special)
+
+
+def test_a_reply_left_in_the_middle_of_a_step_is_finished_from_another_thread(smollm2):
+    """The chat page left while a reply is written: the old run's thread is still inside a
+    forward pass when the next run finishes the reply as stopped; it waits for that step."""
+    import threading
+    import time
+
+    prepared = chat.prepare_chat(smollm2, "Write a long story about a dragon.")
+    settings = chat.DecodingSettings(strategy="greedy", max_new_tokens=40)
+    reference = chat.run(smollm2, prepared, settings)
+    stream = chat.RunStream(smollm2, prepared, settings)
+    writer = threading.Thread(target=lambda: [None for _ in stream])
+    inside, calls = threading.Event(), []
+
+    def slow_third_step(module, args):
+        if threading.current_thread() is writer:
+            calls.append(1)
+            if len(calls) == 3:
+                inside.set()
+                time.sleep(0.5)  # the writer is mid-step while the reply is finished
+
+    hook = smollm2.model.register_forward_pre_hook(slow_third_step)
+    try:
+        writer.start()
+        assert inside.wait(timeout=60)
+        result = stream.finish_cancelled()
+        writer.join(timeout=60)
+    finally:
+        hook.remove()
+    assert result.finish_reason == "stopped"
+    assert 2 <= len(result.new_ids) < 40  # the step in flight when it was left is dropped
+    assert result.new_ids == reference.new_ids[: len(result.new_ids)]
+    assert reference.text.startswith(result.text)

@@ -156,3 +156,38 @@ def test_repetition_figure():
         ["greedy", "top_p"], [repetition_stats([1, 1]), repetition_stats([1, 2])]
     )
     assert list(figure.data[0].y) == [0.5, 1.0]
+
+
+# --- a stream advanced from two threads ---------------------------------------------------------
+
+
+def test_a_stream_advanced_from_two_threads_gives_each_step_once():
+    """A page left mid-run: its old thread and the next run both advance the same stream."""
+    import threading
+    import time
+
+    def slow_steps():
+        for step in range(12):
+            time.sleep(0.02)  # long enough for the other thread to arrive mid-step
+            yield step
+
+    finished = []
+    stream = decoding.GenerationStream(slow_steps(), lambda: finished.append(1) or "result")
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    errors: list[BaseException] = []
+
+    def consume(name: str) -> None:
+        try:
+            seen[name].extend(stream)
+        except BaseException as error:  # noqa: BLE001 - the test reports any failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=consume, args=(name,)) for name in seen]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert errors == []
+    assert sorted(seen["a"] + seen["b"]) == list(range(12))
+    assert seen["a"] == sorted(seen["a"]) and seen["b"] == sorted(seen["b"])
+    assert stream.result == "result" and finished == [1]

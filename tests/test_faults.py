@@ -515,3 +515,6 @@ def test_page_switch_mid_reply_keeps_the_message_and_the_stopped_reply(page, app
     page.locator("[data-testid='stChatMessage']").nth(3).wait_for(timeout=180_000)
     wait_for_app(page, timeout=180_000)
     no_exception(page)
+    # The stopped reply is in the history once: the run that was left did not add it again.
+    assert messages.count() == 4
+    assert "What is 2+2?" in messages.nth(2).inner_text()
