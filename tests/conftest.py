@@ -7,6 +7,7 @@ fetched by the set-up step (`make test` runs it first).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -98,6 +99,12 @@ def app_url(tmp_path_factory):
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+    # A traceback through the lab's code is a failure even when no page showed it (say, in a
+    # run that was being replaced by the next one).
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(errors="replace"))
+    if "Traceback" in log and re.search(r"(app_pages|llmlab)/\w+\.py", log):
+        start = log.index("Traceback")
+        pytest.fail(f"the app's server logged a traceback:\n{log[start : start + 6000]}")
 
 
 @pytest.fixture(scope="session")
