@@ -102,6 +102,9 @@ async def one_session(browser: Browser, url: str, tokens: int, timeout_s: float)
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     ms = int(timeout_s * 1000)
+    # Every step waits as long as a session may take (Playwright's own default is 30 s): on two
+    # busy cores a widget can take longer than that to appear, and a student would wait for it.
+    page.set_default_timeout(ms)
     start = time.perf_counter()
     try:
         await page.goto(f"{url}/decoding", timeout=ms)
