@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from llmlab import chat, exports, registry, sharing, ui
-from llmlab.decoding import MAX_NEW_TOKENS, STRATEGIES
+from llmlab.generation.decoding import MAX_NEW_TOKENS, STRATEGIES
 from llmlab.page_state import Choice, Flag, Integer, Number, Text
 
 READY_PROMPTS = [

@@ -5,9 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from llmlab import charts, chat, exports, registry, sharing, ui
-from llmlab.decoding import MAX_NEW_TOKENS, SAMPLING, STRATEGIES, GenerationStream, iter_generate
+from llmlab.generation.decoding import (
+    MAX_NEW_TOKENS,
+    SAMPLING,
+    STRATEGIES,
+    GenerationStream,
+    iter_generate,
+)
+from llmlab.generation.repetition import repetition_stats
 from llmlab.page_state import Choice, Choices, Flag, Integer, Number, Text
-from llmlab.repetition import repetition_stats
 
 # Longer prompts are refused before tokenizing: a CPU would take minutes to continue them.
 MAX_PROMPT_CHARS = 20_000

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from llmlab import charts, sharing, ui
-from llmlab import next_token as nt
+from llmlab.generation import next_token as nt
 from llmlab.page_state import Choice, Flag, Integer, Number, Text
 
 # The page reads at most this many tokens of a prompt: every view keeps the scores of every

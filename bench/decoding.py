@@ -22,7 +22,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import torch  # noqa: E402
 
-from llmlab import decoding, models  # noqa: E402
+from llmlab import models  # noqa: E402
+from llmlab.generation import decoding  # noqa: E402
 
 PROMPT = "Once upon a time"
 # llama.cpp on the same GGUF files, greedy, on a machine like this one (tokens/s): figures quoted

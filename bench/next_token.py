@@ -21,7 +21,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 sys.path.insert(0, str(ROOT))
 
 from llmlab import charts, models  # noqa: E402
-from llmlab import next_token as nt  # noqa: E402
+from llmlab.generation import next_token as nt  # noqa: E402
 
 PROMPT = "The capital of France is"
 SLIDERS = [

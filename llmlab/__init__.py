@@ -41,14 +41,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "attention_maps": ("llmlab.forward_pass", "attention_maps"),
     "embedding_contrast": ("llmlab.embeddings", "embedding_contrast"),
     # next token
-    "next_token_distribution": ("llmlab.next_token", "next_token_distribution"),
-    "prompt_surprisal": ("llmlab.next_token", "prompt_surprisal"),
-    "logit_lens": ("llmlab.next_token", "logit_lens"),
-    "waterfall": ("llmlab.next_token", "waterfall"),
-    "build_filters": ("llmlab.filters", "build_filters"),
+    "next_token_distribution": ("llmlab.generation.next_token", "next_token_distribution"),
+    "prompt_surprisal": ("llmlab.generation.next_token", "prompt_surprisal"),
+    "logit_lens": ("llmlab.generation.next_token", "logit_lens"),
+    "waterfall": ("llmlab.generation.next_token", "waterfall"),
+    "build_filters": ("llmlab.generation.filters", "build_filters"),
     # decoding
-    "generate": ("llmlab.decoding", "generate"),
-    "iter_generate": ("llmlab.decoding", "iter_generate"),
+    "generate": ("llmlab.generation.decoding", "generate"),
+    "iter_generate": ("llmlab.generation.decoding", "iter_generate"),
     # chat
     "render_chat": ("llmlab.chat", "render_chat"),
     "compare": ("llmlab.chat", "compare"),

@@ -451,7 +451,7 @@ def token_chips_html(tokens: list[str], probabilities: list[float], labels: list
 
 
 def candidates_figure(candidates: list, chosen_id: int, title: str = "") -> go.Figure:
-    """One step's candidates (`llmlab.decoding.Candidate`) as horizontal bars, best on top.
+    """One step's candidates (`llmlab.generation.decoding.Candidate`) as horizontal bars, best on top.
 
     Grey: probability before the filters. Blue: after them (0 when a filter removed the token);
     the chosen token's bar is vermillion. A dashed line marks the filters' cut-off, between the
@@ -591,7 +591,7 @@ def beam_tree_figure(
 
 
 def repetition_figure(names: list[str], stats: list) -> go.Figure:
-    """Distinct-1 and distinct-2 per strategy (`llmlab.repetition.RepetitionStats`): low bars
+    """Distinct-1 and distinct-2 per strategy (`llmlab.generation.repetition.RepetitionStats`): low bars
     mean a text that repeats itself.
 
     >>> from types import SimpleNamespace as S

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# Running a prepared input lives in llmlab.chat_runs; its names are part of this module's API too.
-from llmlab.chat_runs import (
+# Running a prepared input lives in llmlab.generation.chat_runs; its names are part of this module's API too.
+from llmlab.generation.chat_runs import (
     Comparison,
     DecodingSettings,
     ModelOutput,
@@ -27,7 +27,7 @@ from llmlab.chat_runs import (
     _settings_from,
     run,
 )
-from llmlab.chat_runs import RunStream as RunStream
+from llmlab.generation.chat_runs import RunStream as RunStream
 from llmlab.tokenization.pieces import require_utf8
 
 ROLES = ("system", "user", "assistant")
@@ -358,7 +358,7 @@ def prepare_turn(
     return ChatTurn(messages, rendered, dropped, budget, notices)
 
 
-# --- inputs for both models (runs: llmlab.chat_runs) --------------------------------------------
+# --- inputs for both models (runs: llmlab.generation.chat_runs) --------------------------------------------
 
 
 def _loaded(model: Any) -> Any:

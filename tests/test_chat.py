@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmlab import chat, chat_runs
+from llmlab import chat
+from llmlab.generation import chat_runs
 
 AWKWARD = [
     "",

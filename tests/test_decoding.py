@@ -19,8 +19,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from llmlab import decoding
-from llmlab.decoding import IncrementalDecoder, generate, iter_generate
+from llmlab.generation import decoding
+from llmlab.generation.decoding import IncrementalDecoder, generate, iter_generate
 
 PROMPTS = ["Once upon a time", "안녕하세요 🙂", "def add(a, b):\n    return"]
 

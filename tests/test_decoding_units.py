@@ -6,9 +6,15 @@ import pytest
 import torch
 from transformers import NoRepeatNGramLogitsProcessor
 
-from llmlab import charts, decoding
-from llmlab.decoding import BeamState, Candidate, StepRecord
-from llmlab.repetition import NoRepeatNGram, distinct_n, longest_repeated_ngram, repetition_stats
+from llmlab import charts
+from llmlab.generation import decoding
+from llmlab.generation.decoding import BeamState, Candidate, StepRecord
+from llmlab.generation.repetition import (
+    NoRepeatNGram,
+    distinct_n,
+    longest_repeated_ngram,
+    repetition_stats,
+)
 
 
 @pytest.mark.parametrize(

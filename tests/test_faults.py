@@ -265,7 +265,7 @@ def test_hub_model_chosen_while_the_hub_is_gone(monkeypatch, fresh_caches, smoll
     at.slider(key="dec-max-new").set_value(4).run()
     at.button(key="dec-generate").click().run()
     assert not at.exception and not at.error
-    from llmlab.decoding import generate
+    from llmlab.generation.decoding import generate
 
     expected = generate(smollm2, at.text_area(key="dec-prompt").value, max_new_tokens=4)
     assert at.session_state["dec-result"].new_ids == expected.new_ids
@@ -313,7 +313,8 @@ READ_ONLY_SCRIPT = textwrap.dedent(
     for folder in sys.argv[1:]:
         site.addsitedir(folder)
     sys.path.insert(0, os.environ["LLMLAB_ROOT"])
-    from llmlab import assets, models, decoding
+    from llmlab import assets, models
+    from llmlab.generation import decoding
     from streamlit.testing.v1 import AppTest
 
     seen = {"uid": os.getuid()}
@@ -426,7 +427,7 @@ def test_read_only_cache_serves_what_is_there_and_says_what_it_cannot_write(shar
     seen = json.loads(lines[-1].removeprefix("RESULT "))
     assert seen["uid"] == NOBODY
     # What is there works: the pack verifies (no stamp can be written), the model generates.
-    from llmlab.decoding import generate
+    from llmlab.generation.decoding import generate
 
     assert seen["verified"] is True
     assert seen["greedy"] == generate(smollm2, "Once upon a time", max_new_tokens=4).new_ids

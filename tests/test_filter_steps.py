@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import llmlab
-from llmlab import filter_steps
-from llmlab import next_token as nt
+from llmlab.generation import filter_steps
+from llmlab.generation import next_token as nt
 
 
 def test_public_names_are_unchanged():

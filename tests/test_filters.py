@@ -15,8 +15,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from llmlab import filters
-from llmlab.filters import MinP, RepetitionPenalty, Temperature, TopK, TopP
+from llmlab.generation import filters
+from llmlab.generation.filters import MinP, RepetitionPenalty, Temperature, TopK, TopP
 
 INF = math.inf
 

@@ -15,8 +15,8 @@ import torch
 from browser_helpers import APP_PATH
 from streamlit.testing.v1 import AppTest
 
-from llmlab import decoding, filters
-from llmlab import next_token as nt
+from llmlab.generation import decoding, filters
+from llmlab.generation import next_token as nt
 
 MODEL = "smollm2-135m-instruct"
 

@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 from llmlab import model_cache
-from llmlab.decoding import generate
+from llmlab.generation.decoding import generate
 from llmlab.model_cache import GB, CacheLimits, ModelCache, limits_from_env, model_nbytes
 
 
@@ -253,7 +253,7 @@ def test_the_app_shares_one_cache_and_survives_a_bad_variable(monkeypatch):
 
 def test_a_real_model_evicted_mid_generation_finishes_unchanged(smollm2):
     from llmlab import models
-    from llmlab.decoding import iter_generate
+    from llmlab.generation.decoding import iter_generate
 
     cache = ModelCache(lambda key: models.load(*key), max_models=1)
     shared = cache.get(("smollm2-135m-instruct", "float32"))

@@ -16,8 +16,8 @@ from transformers.generation.logits_process import (
 )
 
 from llmlab import charts
-from llmlab import next_token as nt
-from llmlab.filters import TopP
+from llmlab.generation import next_token as nt
+from llmlab.generation.filters import TopP
 
 PROMPTS = [
     "The capital of France is",

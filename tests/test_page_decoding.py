@@ -9,7 +9,7 @@ from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
-from llmlab.decoding import generate
+from llmlab.generation.decoding import generate
 
 MODEL = "smollm2-135m-instruct"
 ROOT = Path(__file__).resolve().parents[1]

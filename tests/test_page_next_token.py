@@ -16,7 +16,7 @@ from app_helpers import html_bodies, page_from_link
 from streamlit.testing.v1 import AppTest
 
 from llmlab import exports, page_state, ui
-from llmlab import next_token as nt
+from llmlab.generation import next_token as nt
 from tests.browser_helpers import no_exception, open_page, wait_for_app
 
 ROOT = Path(__file__).resolve().parents[1]

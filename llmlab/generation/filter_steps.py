@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from llmlab import filters as F
+from llmlab.generation import filters as F
 
 _lock = threading.Lock()
 

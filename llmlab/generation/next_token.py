@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 # The filter steps live in their own module; these names stay importable from here.
-from llmlab.filter_steps import (  # noqa: F401
+from llmlab.generation.filter_steps import (  # noqa: F401
     Candidate,
     FilterStep,
     Waterfall,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from llmlab.decoding import (
+from llmlab.generation.decoding import (
     BeamState,
     StepRecord,
     TokenText,

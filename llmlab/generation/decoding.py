@@ -11,7 +11,7 @@ token), giving the same tokens as transformers' `model.generate` for the same se
 
 Strategies: ``greedy`` (always the most likely token), ``sample`` (draw from the distribution,
 reshaped by the temperature), ``top_k``, ``top_p`` and ``min_p`` (draw after cutting the unlikely
-tail) and ``beam`` (keep the ``num_beams`` best partial texts; see `llmlab.beam`). Repetition
+tail) and ``beam`` (keep the ``num_beams`` best partial texts; see `llmlab.generation.beam`). Repetition
 penalty and no-repeat-n-gram apply to all of them. Sampling uses its own seeded
 `torch.Generator`, so a seed gives the same text every run.
 """
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from llmlab import filters as filters_module
-from llmlab.repetition import NoRepeatNGram
+from llmlab.generation import filters as filters_module
+from llmlab.generation.repetition import NoRepeatNGram
 from llmlab.tokenization.pieces import require_utf8
 
 if TYPE_CHECKING:
@@ -534,7 +534,7 @@ def iter_generate(
     token_text = TokenText(loaded.tokenizer)
     started = time.perf_counter()
     if strategy == "beam":
-        from llmlab.beam import beam_loop
+        from llmlab.generation.beam import beam_loop
 
         inner = beam_loop(loaded, prompt_ids, budget, settings, stop_at_eos, stop, outcome)
     else:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 class DecodingSettings:
     """The decoding knobs both models share in a comparison (same values, same seed)."""
 
-    strategy: str = "greedy"  # a strategy name of llmlab.decoding, e.g. "greedy", "top_p"
+    strategy: str = (
+        "greedy"  # a strategy name of llmlab.generation.decoding, e.g. "greedy", "top_p"
+    )
     max_new_tokens: int = 48
     temperature: float = 0.7
     top_k: int = 50
@@ -63,7 +65,9 @@ class PreparedRun:
 @dataclass
 class ModelOutput:
     run: PreparedRun
-    result: Any  # llmlab.decoding.GenerationResult: .text, .new_ids, .steps, .finish_reason
+    result: (
+        Any  # llmlab.generation.decoding.GenerationResult: .text, .new_ids, .steps, .finish_reason
+    )
 
     @property
     def text(self) -> str:
@@ -128,7 +132,7 @@ class RunStream:
     def __init__(
         self, loaded: Any, prepared: PreparedRun, settings: DecodingSettings | Mapping[str, Any]
     ) -> None:
-        from llmlab import decoding
+        from llmlab.generation import decoding
 
         self.prepared = prepared
         self.stops = list(prepared.stop or [])
