@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmlab.architecture import config_sizes, require_weights
+from llmlab.generation.engine import exclusive
 
 if TYPE_CHECKING:
     import torch
@@ -180,16 +181,19 @@ def forward_trace(
             )
         )
 
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_pre_hook(before(name, name.count("."))))
-                handles.append(module.register_forward_hook(after))
-        with torch.no_grad():
-            logits = model(input_ids=torch.tensor([prompt.ids]), use_cache=False).logits
-    finally:
-        for handle in handles:
-            handle.remove()
+    # Between engine steps: hooks added while the engine runs the model would be met by its
+    # forward pass too (and change the hook tables it is reading).
+    with exclusive():
+        try:
+            for name, module in model.named_modules():
+                if name:
+                    handles.append(module.register_forward_pre_hook(before(name, name.count("."))))
+                    handles.append(module.register_forward_hook(after))
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt.ids]), use_cache=False).logits
+        finally:
+            for handle in handles:
+                handle.remove()
     probabilities = torch.softmax(logits[0, -1].float(), dim=-1)
     values, ids = probabilities.topk(top)
     guesses = [(token_label(tokenizer, int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
@@ -290,14 +294,15 @@ def attention_maps(
         captured.append(weights)
         raise _LayerDone  # the layers above this one cannot change these weights: skip them
 
-    handle = attention.register_forward_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model.base_model(input_ids=torch.tensor([prompt.ids]), use_cache=False)
-    except _LayerDone:
-        pass
-    finally:
-        handle.remove()
+    with exclusive():  # between engine steps, as in `forward_trace`
+        handle = attention.register_forward_hook(hook, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                model.base_model(input_ids=torch.tensor([prompt.ids]), use_cache=False)
+        except _LayerDone:
+            pass
+        finally:
+            handle.remove()
     kind = f"local: sliding window of {window:,} tokens" if window else "global"
     return AttentionMaps(prompt, layer, kind, captured[0][0].float().numpy())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import pytest
 import torch
@@ -199,15 +200,23 @@ def test_incremental_decoding_keeps_characters_whole(smollm2, gemma, text):
         assert not any("\ufffd" in delta for delta in deltas)
 
 
-def test_stop_callback_ends_the_run(smollm2):
-    calls = []
-    result = generate(
-        smollm2,
-        "Once upon a time",
-        max_new_tokens=20,
-        stop=lambda: len(calls.append(1) or calls) > 3,
+def test_stop_callback_ends_the_run_after_the_steps_its_reader_saw(smollm2):
+    # The engine may run ahead of a slow reader; a stopped result still holds exactly the
+    # steps that were handed out, as if the loop had run in the reader's thread.
+    seen = []
+    stream = iter_generate(
+        smollm2, "Once upon a time", max_new_tokens=20, stop=lambda: len(seen) >= 3
     )
+    for step in stream:
+        seen.append(step)
+        time.sleep(0.05)  # a slow reader: the engine has made more steps by now
+    result = stream.result
     assert result.finish_reason == "stopped" and len(result.new_ids) == 3
+    assert (
+        result.new_ids
+        == [step.chosen_id for step in seen]
+        == generate(smollm2, "Once upon a time", max_new_tokens=3).new_ids
+    )
 
 
 def test_context_window_cuts_or_refuses(smollm2):

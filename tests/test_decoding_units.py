@@ -171,14 +171,24 @@ def test_a_stream_advanced_from_two_threads_gives_each_step_once():
     """A page left mid-run: its old thread and the next run both advance the same stream."""
     import threading
     import time
+    from types import SimpleNamespace
 
-    def slow_steps():
+    from llmlab.generation.engine import Request
+
+    request = Request(stepper=SimpleNamespace(rows=1))
+
+    def engine_steps():  # what an engine posts: a step at a time, the end with the last one
         for step in range(12):
-            time.sleep(0.02)  # long enough for the other thread to arrive mid-step
-            yield step
+            time.sleep(0.02)  # long enough for the other reader to arrive mid-wait
+            end = "length" if step == 11 else None
+            advance = SimpleNamespace(record=step, finish=end, outcome=None, if_stopped=None)
+            request.post(("step", advance), *([("done", None)] if step == 11 else []))
 
     finished = []
-    stream = decoding.GenerationStream(slow_steps(), lambda: finished.append(1) or "result")
+    stream = decoding.GenerationStream(
+        request, None, None, lambda seen, reason, outcome: finished.append(reason) or "result"
+    )
+    threading.Thread(target=engine_steps).start()
     seen: dict[str, list[int]] = {"a": [], "b": []}
     errors: list[BaseException] = []
 
@@ -196,4 +206,4 @@ def test_a_stream_advanced_from_two_threads_gives_each_step_once():
     assert errors == []
     assert sorted(seen["a"] + seen["b"]) == list(range(12))
     assert seen["a"] == sorted(seen["a"]) and seen["b"] == sorted(seen["b"])
-    assert stream.result == "result" and finished == [1]
+    assert stream.result == "result" and finished == ["length"]

@@ -23,24 +23,13 @@ Every tensor operation below mirrors transformers' (`torch.topk` on the same sha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from llmlab.generation.decoding import (
-    BeamState,
-    StepRecord,
-    TokenText,
-    build_processors,
-    eos_ids,
-    forward,
-    record_candidates,
-    run_processors,
-)
-
-if TYPE_CHECKING:
-    from llmlab.models import LoadedModel
+from llmlab.generation.records import BeamState, StepRecord, TokenText, record_candidates
+from llmlab.generation.settings import build_processors, run_processors
+from llmlab.generation.steppers import Advance
 
 BLOCKED = -1.0e9  # transformers' "impossible" score: large but finite, so sums stay ordered
 
@@ -52,142 +41,161 @@ def _gather(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return torch.take_along_dim(tensor, indices, dim=1)
 
 
-# No autograd graph: a Streamlit script thread has gradients on by default (the mode is
-# per thread), and the decorator applies to every resumption of this generator.
-@torch.no_grad()
-def beam_loop(
-    loaded: LoadedModel,
-    prompt_ids: list[int],
-    budget: int,
-    settings: dict[str, Any],
-    stop_at_eos: bool,
-    stop: Callable[[], bool] | None,
-    outcome: dict[str, Any],
-) -> Iterator[StepRecord]:
-    """Run beam search; yield a `StepRecord` per step; leave the best hypothesis in ``outcome``."""
-    model = loaded.model
-    num_beams: int = settings["num_beams"]
-    length_penalty: float = settings["length_penalty"]
-    early_stopping = settings["early_stopping"]
-    chain = build_processors(settings, "beam")
-    eos = eos_ids(loaded) if stop_at_eos else []
-    eos_tensor = torch.tensor(eos, dtype=torch.long)
-    token_text = TokenText(loaded.tokenizer)
+class BeamStepper:
+    """Beam search for the engine: one row per beam, reordered after every step."""
 
-    prompt_len = len(prompt_ids)
-    max_length = prompt_len + budget
-    # Keep (eos count + 1) * num_beams continuations: even if the best num_beams all end, enough
-    # live ones remain.
-    keep = max(2, 1 + len(eos)) * num_beams
-    top_mask = torch.cat(
-        [torch.ones(num_beams, dtype=torch.bool), torch.zeros(keep - num_beams, dtype=torch.bool)]
-    )
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompt_ids: list[int],
+        budget: int,
+        settings: dict[str, Any],
+        eos: list[int],
+    ):
+        self.num_beams = num_beams = settings["num_beams"]
+        self.length_penalty = settings["length_penalty"]
+        self.early_stopping = settings["early_stopping"]
+        self.settings = settings
+        self.chain = build_processors(settings, "beam")
+        self.eos = eos
+        self.eos_tensor = torch.tensor(eos, dtype=torch.long)
+        self.token_text = TokenText(tokenizer)
+        # The prompt goes in once per beam, as transformers expands it: same batch, same numbers.
+        self.prompts = [list(prompt_ids) for _ in range(num_beams)]
 
-    fill = eos[0] if eos else -1
-    running = torch.full((1, num_beams, max_length), fill, dtype=torch.long)
-    running[:, :, :prompt_len] = torch.tensor(prompt_ids)
-    finished_seqs = running.clone()
-    # Only beam 0 is live at first (the others would duplicate it): they start at -1e9.
-    running_scores = torch.zeros((1, num_beams))
-    running_scores[:, 1:] = BLOCKED
-    finished_scores = torch.full((1, num_beams), BLOCKED)
-    is_finished = torch.zeros((1, num_beams), dtype=torch.bool)
-    can_improve = torch.ones((1, 1), dtype=torch.bool)
-    # Which beam each token came from (-1 = not generated) tells the length of a hypothesis.
-    running_origin = torch.full((1, num_beams, budget), -1, dtype=torch.int32)
-    finished_origin = running_origin.clone()
-    # Each token's own log-probability, carried along to colour the final text by it.
-    running_token_lp = torch.zeros((1, num_beams, budget))
-    finished_token_lp = running_token_lp.clone()
+        self.prompt_len = prompt_len = len(prompt_ids)
+        self.max_length = prompt_len + budget
+        # Keep (eos count + 1) * num_beams continuations: even if the best num_beams all end,
+        # enough live ones remain.
+        self.keep = keep = max(2, 1 + len(eos)) * num_beams
+        self.top_mask = torch.cat(
+            [
+                torch.ones(num_beams, dtype=torch.bool),
+                torch.zeros(keep - num_beams, dtype=torch.bool),
+            ]
+        )
+        fill = eos[0] if eos else -1
+        self.running = torch.full((1, num_beams, self.max_length), fill, dtype=torch.long)
+        self.running[:, :, :prompt_len] = torch.tensor(prompt_ids)
+        self.finished_seqs = self.running.clone()
+        # Only beam 0 is live at first (the others would duplicate it): they start at -1e9.
+        self.running_scores = torch.zeros((1, num_beams))
+        self.running_scores[:, 1:] = BLOCKED
+        self.finished_scores = torch.full((1, num_beams), BLOCKED)
+        self.is_finished = torch.zeros((1, num_beams), dtype=torch.bool)
+        self.can_improve = torch.ones((1, 1), dtype=torch.bool)
+        # Which beam each token came from (-1 = not generated) tells the length of a hypothesis.
+        self.running_origin = torch.full((1, num_beams, budget), -1, dtype=torch.int32)
+        self.finished_origin = self.running_origin.clone()
+        # Each token's own log-probability, carried along to colour the final text by it.
+        self.running_token_lp = torch.zeros((1, num_beams, budget))
+        self.finished_token_lp = self.running_token_lp.clone()
+        self.cur_len = prompt_len
+        self.step = 0
 
-    # The prompt goes in once per beam, as transformers expands it: same batch, same numbers.
-    logits, cache = forward(model, running[0, :, :prompt_len], None)
-    cur_len = prompt_len
-    step = 0
-    outcome["finish_reason"] = "length"
-    while True:
-        if stop is not None and stop():
-            outcome["finish_reason"] = "stopped"
-            best = running[0, 0, prompt_len:cur_len].tolist()
-            outcome["new_ids"][:] = best
-            outcome["token_probs"][:] = running_token_lp[0, 0, : len(best)].exp().tolist()
-            return
+    @property
+    def rows(self) -> int:
+        return self.num_beams
+
+    def advance(self, logits: torch.Tensor, probs_before: torch.Tensor | None = None) -> Advance:
+        """One beam-search step from the beams' logits (num_beams, vocab)."""
+        num_beams, prompt_len, cur_len = self.num_beams, self.prompt_len, self.cur_len
+        length_penalty, early_stopping = self.length_penalty, self.early_stopping
+        running, running_scores = self.running, self.running_scores
         raw_log_probs = torch.log_softmax(logits, dim=-1)  # (beams, vocab)
-        log_probs = run_processors(chain, raw_log_probs, running[0, :, :cur_len])
+        log_probs = run_processors(self.chain, raw_log_probs, running[0, :, :cur_len])
         vocab = log_probs.shape[-1]
         totals = (log_probs + running_scores[0, :, None]).reshape(1, -1)  # (1, beams * vocab)
 
         # c. the best `keep` continuations over all beams
-        top_scores, top_flat = torch.topk(totals, k=keep)
+        top_scores, top_flat = torch.topk(totals, k=self.keep)
         top_parent = top_flat // vocab
         top_ids = top_flat % vocab
         top_seqs = _gather(running, top_parent)
         top_seqs[:, :, cur_len] = top_ids
-        top_origin = _gather(running_origin, top_parent)
+        top_origin = _gather(self.running_origin, top_parent)
         top_origin[:, :, cur_len - prompt_len] = top_parent.to(torch.int32)
-        top_token_lp = _gather(running_token_lp, top_parent)
+        top_token_lp = _gather(self.running_token_lp, top_parent)
         top_token_lp[:, :, cur_len - prompt_len] = log_probs.reshape(1, -1)[0, top_flat[0]]
 
         # d. which continuations end here (end-of-sequence token, or the length limit)
-        hits = torch.isin(top_ids, eos_tensor) | (cur_len + 1 >= max_length)
+        hits = torch.isin(top_ids, self.eos_tensor) | (cur_len + 1 >= self.max_length)
 
         # e. the best num_beams that did not end continue
         live_scores = top_scores + hits.to(torch.float32) * BLOCKED
         next_live = torch.topk(live_scores, k=num_beams)[1]
-        running = _gather(top_seqs, next_live)
-        running_scores = _gather(live_scores, next_live)
-        running_origin = _gather(top_origin, next_live)
-        running_token_lp = _gather(top_token_lp, next_live)
+        self.running = running = _gather(top_seqs, next_live)
+        self.running_scores = running_scores = _gather(live_scores, next_live)
+        self.running_origin = _gather(top_origin, next_live)
+        self.running_token_lp = _gather(top_token_lp, next_live)
 
         # f. the ones that ended compete with earlier finished hypotheses, length-normalised
-        just_finished = hits & top_mask[None, :]
+        just_finished = hits & self.top_mask[None, :]
         normalised = top_scores / ((cur_len + 1 - prompt_len) ** length_penalty)
-        all_full = torch.all(is_finished, dim=-1, keepdim=True) & (early_stopping is True)
+        all_full = torch.all(self.is_finished, dim=-1, keepdim=True) & (early_stopping is True)
         normalised = normalised + all_full.to(torch.float32) * BLOCKED
-        normalised = normalised + (~can_improve).to(torch.float32) * BLOCKED
+        normalised = normalised + (~self.can_improve).to(torch.float32) * BLOCKED
         normalised = normalised + (~just_finished) * BLOCKED
-        merged_scores = torch.cat((finished_scores, normalised), dim=1)
+        merged_scores = torch.cat((self.finished_scores, normalised), dim=1)
         best = torch.topk(merged_scores, k=num_beams)[1]
-        finished_seqs = _gather(torch.cat((finished_seqs, top_seqs), dim=1), best)
-        finished_scores = _gather(merged_scores, best)
-        finished_origin = _gather(torch.cat((finished_origin, top_origin), dim=1), best)
-        finished_token_lp = _gather(torch.cat((finished_token_lp, top_token_lp), dim=1), best)
-        is_finished = _gather(torch.cat((is_finished, just_finished), dim=1), best)
+        self.finished_seqs = _gather(torch.cat((self.finished_seqs, top_seqs), dim=1), best)
+        self.finished_scores = finished_scores = _gather(merged_scores, best)
+        self.finished_origin = _gather(torch.cat((self.finished_origin, top_origin), dim=1), best)
+        self.finished_token_lp = _gather(
+            torch.cat((self.finished_token_lp, top_token_lp), dim=1), best
+        )
+        self.is_finished = is_finished = _gather(
+            torch.cat((self.is_finished, just_finished), dim=1), best
+        )
 
         # g. the cache follows the beams: row i now holds the parent of live beam i
-        parents = running_origin[0, :, cur_len - prompt_len].to(torch.long)
-        cache.reorder_cache(parents)
-        cur_len += 1
+        parents = self.running_origin[0, :, cur_len - prompt_len].to(torch.long).tolist()
+        self.cur_len = cur_len = cur_len + 1
 
         # Early-stop estimate: could the best live beam still beat the worst finished one?
         if early_stopping == "never" and length_penalty > 0.0:
-            best_length = max_length - prompt_len
+            best_length = self.max_length - prompt_len
         else:
             best_length = cur_len - prompt_len
         best_possible = running_scores[:, :1] / (best_length**length_penalty)
         worst_finished = torch.where(
             is_finished, torch.min(finished_scores, dim=1, keepdim=True)[0], BLOCKED
         )
-        can_improve = can_improve & torch.any(best_possible > worst_finished, dim=-1, keepdim=True)
+        self.can_improve = self.can_improve & torch.any(
+            best_possible > worst_finished, dim=-1, keepdim=True
+        )
         open_beam = not (bool(torch.all(is_finished)) and early_stopping is True)
-        done = not (bool(can_improve.any()) and open_beam and not bool(torch.all(hits)))
+        done = not (bool(self.can_improve.any()) and open_beam and not bool(torch.all(hits)))
 
-        yield _step_record(
-            step, logits, raw_log_probs, log_probs, top_parent, top_ids, top_scores, top_seqs,
-            next_live, hits, eos_tensor, prompt_len, cur_len, settings, token_text,
+        record = _step_record(
+            self.step, logits, raw_log_probs, log_probs, top_parent, top_ids, top_scores,
+            top_seqs, next_live, hits, self.eos_tensor, prompt_len, cur_len, self.settings,
+            self.token_text,
         )  # fmt: skip
-        step += 1
+        self.step += 1
         if done:
-            break
-        logits, cache = forward(model, running[0, :, cur_len - 1 : cur_len], cache)
+            outcome = self.final_outcome()
+            return Advance(record, None, finish=outcome["finish_reason"], outcome=outcome)
+        # If the run is stopped after this step, its result is the best live beam so far.
+        best_live = running[0, 0, prompt_len:cur_len].tolist()
+        if_stopped = {
+            "new_ids": best_live,
+            "token_probs": self.running_token_lp[0, 0, : len(best_live)].exp().tolist(),
+        }
+        next_tokens = running[0, :, cur_len - 1].tolist()
+        return Advance(record, next_tokens, parents=parents, if_stopped=if_stopped)
 
-    # The best finished hypothesis, cut to its own length (transformers crops the same way).
-    length = int((finished_origin[0, 0] >= 0).sum())
-    new_ids = finished_seqs[0, 0, prompt_len : prompt_len + length].tolist()
-    outcome["new_ids"][:] = new_ids
-    outcome["token_probs"][:] = finished_token_lp[0, 0, :length].exp().tolist()
-    outcome["finish_reason"] = "eos" if new_ids and new_ids[-1] in eos else "length"
-    outcome["beam_score"] = float(finished_scores[0, 0])
+    def final_outcome(self) -> dict[str, Any]:
+        """The best finished hypothesis, cut to its own length (transformers crops the same way)."""
+        prompt_len = self.prompt_len
+        length = int((self.finished_origin[0, 0] >= 0).sum())
+        new_ids = self.finished_seqs[0, 0, prompt_len : prompt_len + length].tolist()
+        return {
+            "new_ids": new_ids,
+            "token_probs": self.finished_token_lp[0, 0, :length].exp().tolist(),
+            "finish_reason": "eos" if new_ids and new_ids[-1] in self.eos else "length",
+            "beam_score": float(self.finished_scores[0, 0]),
+        }
 
 
 def _step_record(

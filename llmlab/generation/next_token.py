@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from llmlab.generation.engine import exclusive
+
 # The filter steps live in their own module; these names stay importable from here.
 from llmlab.generation.filter_steps import (  # noqa: F401
     Candidate,
@@ -173,7 +175,8 @@ def _forward(loaded: LoadedModel, prompt: str, max_tokens: int | None = None) ->
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    with torch.no_grad():
+    # Between the engine's steps on the same model: the cores serve one forward pass at a time.
+    with exclusive(), torch.no_grad():
         output = loaded.model(
             torch.tensor([ids], device=loaded.device), output_hidden_states=True, use_cache=False
         )
@@ -255,7 +258,7 @@ def logit_lens(
     cap = getattr(model.config, "final_logit_softcapping", None)
     norm, head = model.model.norm, model.get_output_embeddings()
     states = record.layer_states.to(loaded.device, dtype=model.dtype)
-    with torch.no_grad():
+    with exclusive(), torch.no_grad():
         normed = torch.cat([norm(states[:-1]), states[-1:]])
         logits = head(normed).float().cpu()  # (layers + 1, vocab)
     if cap:  # Gemma 2 squashes logits into (-cap, cap); Gemma 3 has no cap (None)

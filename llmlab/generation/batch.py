@@ -1,0 +1,162 @@
+"""The rows an engine steps together: one KV cache for every request, left-padded to one length.
+
+A transformer reads a batch as a rectangle, so rows of different lengths are padded on the left
+and an attention mask (1 = a real token, 0 = padding) tells every layer to ignore the padding.
+Each row also gets its own position ids, so a row's first real token is at position 0 whatever
+padding stands before it: the numbers a row gets are those it would get alone, up to float
+rounding in the larger matrix products.
+
+Rows come and go while the others keep going (continuous batching):
+
+* `prefill` runs new prompts once and merges their cache into the batch (the shorter side is
+  padded on the left), so they take part in the very next `step`;
+* `select` keeps, drops or reorders rows: a finished request leaves, a beam takes its parent's
+  cache. Columns that are padding in every row left are then cut away.
+
+The cache is transformers' `DynamicCache`. Its sliding-window layers (Gemma 3 keeps only the last
+511 positions in 5 of every 6 layers) count every position they have seen in
+`cumulative_length`; padding and cutting columns keep that count equal to the mask's width, which
+is what the attention masks are built from.
+
+    >>> batch = Batch(model)                                   # doctest: +SKIP
+    >>> batch.prefill([[1, 2, 3], [4, 5]]).shape              # doctest: +SKIP
+    torch.Size([2, 49152])
+    >>> batch.step([6, 7]).shape, batch.size                   # doctest: +SKIP
+    (torch.Size([2, 49152]), 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
+    """`tensor` with `columns` zeros put in front along `dim`."""
+    if columns <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = columns
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def _is_sliding(layer: Any) -> bool:
+    return bool(getattr(layer, "is_sliding", False))
+
+
+def _fit_layer(layer: Any, width: int) -> None:
+    """Make one cache layer hold a batch whose mask is `width` columns wide.
+
+    A full layer keeps one entry per column. A sliding-window layer keeps only the last
+    ``sliding_window - 1`` of them and counts the columns in `cumulative_length`.
+    """
+    keep = width
+    if _is_sliding(layer):
+        layer.cumulative_length = width
+        keep = min(width, layer.sliding_window - 1)
+    held = layer.keys.shape[-2]
+    if held < keep:
+        layer.keys = _pad_left(layer.keys, keep - held, dim=-2)
+        layer.values = _pad_left(layer.values, keep - held, dim=-2)
+    elif held > keep:
+        layer.keys = layer.keys[:, :, held - keep :]
+        layer.values = layer.values[:, :, held - keep :]
+
+
+class Batch:
+    """One KV cache, attention mask and position counter for every row the engine runs."""
+
+    def __init__(self, model: Any, pad_id: int = 0):
+        self.model = model
+        self.pad_id = pad_id  # any valid id: padded positions are masked out
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None  # (rows, width) long
+        self.positions: torch.Tensor | None = None  # (rows,) the position of each row's next token
+
+    @property
+    def size(self) -> int:
+        return 0 if self.mask is None else int(self.mask.shape[0])
+
+    @property
+    def width(self) -> int:
+        return 0 if self.mask is None else int(self.mask.shape[1])
+
+    def reset(self) -> None:
+        self.cache = self.mask = self.positions = None
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any):
+        # A mask of all ones is passed as None: the model then takes its plain causal path, the
+        # one a request alone takes (same kernels, same numbers).
+        output = self.model(
+            input_ids=ids,
+            attention_mask=None if bool(mask.all()) else mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        # float32: a bfloat16 model's softmax would otherwise be rounded to 3 digits.
+        return output.logits[:, -1, :].to(torch.float32), output.past_key_values
+
+    def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Run new prompts (left-padded together) and add them as the last rows; their logits."""
+        from transformers import DynamicCache
+
+        width = max(len(prompt) for prompt in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits, cache = self._forward(ids, mask, positions, cache)
+        self._merge(cache, mask, torch.tensor([len(p) for p in prompts], dtype=torch.long))
+        return logits
+
+    def _merge(self, cache: Any, mask: torch.Tensor, positions: torch.Tensor) -> None:
+        if self.mask is None:
+            self.cache, self.mask, self.positions = cache, mask, positions
+            return
+        width = max(self.width, int(mask.shape[1]))
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            _fit_layer(mine, width)
+            _fit_layer(theirs, width)
+            mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+            mine.values = torch.cat([mine.values, theirs.values], dim=0)
+        self.mask = torch.cat(
+            [_pad_left(self.mask, width - self.width, 1), _pad_left(mask, width - mask.shape[1], 1)]
+        )
+        self.positions = torch.cat([self.positions, positions])
+
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        """Feed one token per row (in row order); the next logits, (rows, vocab) float32."""
+        assert self.mask is not None and self.positions is not None
+        ids = torch.tensor(tokens, dtype=torch.long)[:, None]
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.size, 1))], dim=1)
+        logits, self.cache = self._forward(ids, self.mask, self.positions[:, None], self.cache)
+        self.positions = self.positions + 1
+        return logits
+
+    def select(self, rows: list[int]) -> None:
+        """Keep these rows, in this order (a row may appear twice: a beam's two children)."""
+        if not rows:
+            self.reset()
+            return
+        assert self.mask is not None and self.positions is not None
+        if rows == list(range(self.size)):
+            return
+        index = torch.tensor(rows, dtype=torch.long)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+        self.mask = self.mask.index_select(0, index)
+        self.positions = self.positions.index_select(0, index)
+        # Columns that are padding in every remaining row hold nothing: cut them away.
+        used = self.mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else self.width
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                _fit_layer(layer, self.width)

@@ -1,0 +1,408 @@
+"""One engine per loaded model: every session's requests stepped together as one batch.
+
+A class that presses Generate at once used to queue up behind itself: each session ran its own
+loop, one forward pass per token, and 16 such loops on two cores took 27 times as long as one.
+A forward pass over 16 rows costs little more than over one (the weights are read once either
+way), so the engine runs every active request of a model in the same forward pass. This is
+*continuous batching*:
+
+* a new request's prompt is run once (its "prefill") and it joins the batch at the next step;
+* a request that finishes, is stopped or is left leaves at once, and its row is freed;
+* past `LLMLAB_MAX_BATCH` rows, requests wait first in, first out, and each knows its place.
+
+The work is split three ways, as in vLLM: a request is plain data with its own stepper (its
+filters, its seeded generator, its records; `llmlab.generation.steppers`); the scheduler below
+only decides who joins and who leaves; `llmlab.generation.batch.Batch` only runs the model.
+Every request gets the numbers it would get alone (up to float rounding in larger matrix
+products), so results stay token-exact against `model.generate`.
+
+One scheduler thread per engine does all the model work. It starts when a request arrives and
+ends when the engine has been idle for `IDLE_SECONDS`; an engine holds no reference to its model,
+so a model dropped from the cache is freed once its last request is done.
+
+    >>> engine = engine_for(loaded)                              # doctest: +SKIP
+    >>> request = engine.submit(TokenStepper(...))               # doctest: +SKIP
+    >>> request.take()                                           # doctest: +SKIP
+    ('step', StepRecord(step=0, ...))
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from llmlab.generation.batch import Batch
+
+log = logging.getLogger("llmlab.engine")
+
+DEFAULT_MAX_BATCH = 32
+IDLE_SECONDS = 5.0
+
+# Model work of every engine (and of the pages' own forward passes, see `exclusive`) takes this
+# lock: on a small machine two forward passes side by side only fight over the same cores.
+COMPUTE_LOCK = threading.RLock()
+
+
+def max_batch_from_env(environ: dict[str, str] | None = None) -> int:
+    """`LLMLAB_MAX_BATCH`: how many rows one engine steps at once (unset: the default).
+
+    >>> max_batch_from_env({"LLMLAB_MAX_BATCH": "8"})
+    8
+    >>> max_batch_from_env({})
+    32
+    """
+    text = (os.environ if environ is None else environ).get("LLMLAB_MAX_BATCH", "").strip()
+    if not text:
+        return DEFAULT_MAX_BATCH
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"LLMLAB_MAX_BATCH={text!r} is not allowed: use a whole number of at least 1 (how "
+            "many rows the model runs at once)."
+        )
+    return value
+
+
+_threads_configured = False
+
+
+def configure_threads() -> None:
+    """Set torch's thread counts once, on purpose.
+
+    Intra-op threads (those that split one matrix product) = the cores this process may use;
+    inter-op threads = 1, since the engine runs one forward pass at a time. Called when the
+    first engine is made.
+    """
+    global _threads_configured
+    if _threads_configured:
+        return
+    _threads_configured = True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, cores or 1))
+    with contextlib.suppress(RuntimeError):  # refused once inter-op work has started
+        torch.set_num_interop_threads(1)
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Run model work of one's own (a traced forward pass, with hooks) between engine steps.
+
+    The engine holds the same lock for each of its forward passes, so the two never run at the
+    same moment on a model: hooks put on a shared model then see only their own pass.
+    """
+    with COMPUTE_LOCK:
+        yield
+
+
+# --- who owns a request -----------------------------------------------------------------------
+
+_owner: contextvars.ContextVar[tuple[Hashable, int] | None] = contextvars.ContextVar(
+    "llmlab_request_owner", default=None
+)
+_scope_counter = itertools.count(1)
+
+
+@contextlib.contextmanager
+def owned_by(owner: Hashable) -> Iterator[None]:
+    """Requests made inside this block belong to `owner` (say, a session's page).
+
+    One owner has one active run at a time: requests made in a new `owned_by` block of the same
+    owner cancel those of its earlier blocks. Requests of the same block (Decoding's "Compare
+    strategies") run side by side.
+    """
+    token = _owner.set((owner, next(_scope_counter)))
+    try:
+        yield
+    finally:
+        _owner.reset(token)
+
+
+# --- a request --------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Request:
+    """One generation as the engine sees it: a stepper, a cancel flag and a mailbox.
+
+    The mailbox receives ``("step", Advance)`` for each step, then ``("done", None)`` in the same
+    moment as the last step (so a reader who has the last step knows the run is over), or
+    ``("error", exception)``.
+    """
+
+    stepper: Any  # TokenStepper or BeamStepper
+    owner: tuple[Hashable, int] | None = None
+    submitted: float = field(default_factory=time.perf_counter)
+    state: str = "waiting"  # waiting -> running -> done
+    cancelled: bool = False
+    _mailbox: deque = field(default_factory=deque)
+    _ready: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def rows(self) -> int:
+        return self.stepper.rows
+
+    def cancel(self) -> None:
+        """Leave at the engine's next step (or the queue at once); nothing more is posted."""
+        self.cancelled = True
+
+    def post(self, *items: tuple[str, Any]) -> None:
+        with self._ready:
+            self._mailbox.extend(items)
+            self._ready.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the mailbox to hold something; True when it does."""
+        with self._ready:
+            return self._ready.wait_for(lambda: bool(self._mailbox), timeout)
+
+    def take(self, timeout: float | None = None) -> tuple[str, Any] | None:
+        """The next item of the mailbox, waiting up to `timeout` seconds (None: nothing yet)."""
+        with self._ready:
+            if not self._mailbox:
+                self._ready.wait_for(lambda: bool(self._mailbox), timeout)
+            return self._mailbox.popleft() if self._mailbox else None
+
+    def peek(self) -> tuple[str, Any] | None:
+        with self._ready:
+            return self._mailbox[0] if self._mailbox else None
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+@dataclass
+class EngineStats:
+    steps: int = 0  # forward passes over the batch (decode steps)
+    prefills: int = 0  # forward passes over new prompts
+    rows_stepped: int = 0  # rows summed over steps (rows_stepped / steps = the mean batch)
+    peak_rows: int = 0
+    requests: int = 0
+
+
+class Engine:
+    """Continuous batching for one loaded model; shared by every session of the server."""
+
+    def __init__(self, model_name: str = "", max_rows: int | None = None):
+        configure_threads()
+        self.model_name = model_name
+        self.max_rows = max_rows if max_rows is not None else max_batch_from_env()
+        self._lock = threading.Condition()
+        self._waiting: deque[Request] = deque()
+        self._running: list[Request] = []  # in row order
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self.stats = EngineStats()
+
+    # -- the callers' side
+
+    def submit(self, loaded: Any, stepper: Any) -> Request:
+        """Queue a request for `loaded` (the model this engine serves); it starts when rows free.
+
+        The engine never calls a request's own stop test: its reader does, before handing out
+        each step (`GenerationStream`), and cancels the request when it says stop.
+        """
+        request = Request(stepper, owner=_owner.get())
+        with self._lock:
+            if request.owner is not None:
+                owner, scope = request.owner
+                for other in [*self._waiting, *self._running]:
+                    if other.owner and other.owner[0] == owner and other.owner[1] != scope:
+                        other.cancel()  # the same session's page started a new run
+            self._waiting.append(request)
+            self.stats.requests += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, args=(loaded,), name=f"llmlab-engine-{self.model_name}",
+                    daemon=True,
+                )  # fmt: skip
+                self._thread.start()
+            self._lock.notify_all()
+        return request
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel every request and end the scheduler thread (at interpreter exit: a thread
+        killed inside a forward pass would abort the process)."""
+        with self._lock:
+            self._closing = True
+            for request in [*self._waiting, *self._running]:
+                request.cancel()
+                request.post(("done", None))
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def queue_position(self, request: Request) -> int | None:
+        """How many requests wait ahead of this one; None once it runs (or is done)."""
+        with self._lock:
+            for ahead, waiting in enumerate(self._waiting):
+                if waiting is request:
+                    return ahead
+        return None
+
+    def snapshot(self) -> dict[str, int]:
+        """Rows and requests right now (for the Home page and benchmarks)."""
+        with self._lock:
+            return {
+                "running": len(self._running),
+                "rows": sum(r.rows for r in self._running),
+                "waiting": len(self._waiting),
+                "max_rows": self.max_rows,
+            }
+
+    # -- the scheduler: decides who joins and who leaves
+
+    def _admit(self) -> list[Request]:
+        """Take waiting requests, first in first out, while their rows fit (call with the lock).
+
+        A request larger than the whole batch (a beam search wider than LLMLAB_MAX_BATCH) runs
+        once nothing else does, so it is never starved.
+        """
+        admitted: list[Request] = []
+        used = sum(r.rows for r in self._running)
+        while self._waiting:
+            head = self._waiting[0]
+            if head.cancelled:
+                self._waiting.popleft()
+                head.state = "done"
+                head.post(("done", None))
+                continue
+            if used + head.rows > self.max_rows and (used or admitted):
+                break
+            self._waiting.popleft()
+            head.state = "running"
+            admitted.append(head)
+            used += head.rows
+        return admitted
+
+    def _serve(self, loaded: Any) -> None:
+        """The scheduler thread: admit, run, advance every request, drop the finished; repeat."""
+        torch.set_grad_enabled(False)  # the mode is per thread
+        batch = Batch(loaded.model, pad_id=_pad_id(loaded))
+        logits: torch.Tensor | None = None  # the last step's logits, one row per running row
+        while True:
+            with self._lock:
+                admitted = self._admit()
+                if self._closing:
+                    self._thread = None
+                    return
+                if not self._running and not admitted:
+                    self._lock.wait(IDLE_SECONDS)
+                    if not self._waiting or self._closing:
+                        self._thread = None  # the next submit starts a new thread
+                        return
+                    continue
+                self._running.extend(admitted)  # their rows go last, as prefill adds them
+            try:
+                if admitted:
+                    prompts = [p for r in admitted for p in r.stepper.prompts]
+                    with COMPUTE_LOCK:
+                        new_logits = batch.prefill(prompts)
+                    self.stats.prefills += 1
+                    logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                assert logits is not None
+                tokens, order = self._advance_all(logits)
+                batch.select(order)
+                logits = None
+                if tokens:
+                    with COMPUTE_LOCK:
+                        logits = batch.step(tokens)
+                    self.stats.steps += 1
+                    self.stats.rows_stepped += len(tokens)
+                    self.stats.peak_rows = max(self.stats.peak_rows, len(tokens))
+            except Exception as error:  # noqa: BLE001 - the model failed: tell every request
+                log.exception("engine step failed for %s", self.model_name)
+                with self._lock:
+                    failed, self._running = self._running, []
+                for request in failed:
+                    request.state = "done"
+                    request.post(("error", error))
+                batch.reset()
+                logits = None
+
+    def _advance_all(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
+        """Every running request chooses its next token(s) from its rows of `logits`.
+
+        Returns the tokens to feed next and, for `Batch.select`, which current row each row of
+        the next step continues (finished requests are left out, beams follow their parents).
+        """
+        probs = torch.softmax(logits, dim=-1)  # one call for every row
+        tokens: list[int] = []
+        order: list[int] = []
+        staying: list[Request] = []
+        offset = 0
+        for request in list(self._running):
+            rows = request.rows
+            start, offset = offset, offset + rows
+            if request.cancelled:
+                request.state = "done"
+                request.post(("done", None))
+                continue
+            try:
+                advance = request.stepper.advance(logits[start:offset], probs[start:offset])
+            except Exception as error:  # noqa: BLE001 - one request's failure stays its own
+                log.exception("a request failed at a step")
+                request.state = "done"
+                request.post(("error", error))
+                continue
+            if advance.next_tokens is None:
+                request.state = "done"
+                request.post(("step", advance), ("done", None))
+                continue
+            request.post(("step", advance))
+            staying.append(request)
+            parents = advance.parents or list(range(rows))
+            order.extend(start + parent for parent in parents)
+            tokens.extend(advance.next_tokens)
+        with self._lock:
+            self._running = staying
+        return tokens, order
+
+
+def _pad_id(loaded: Any) -> int:
+    pad = getattr(loaded.tokenizer, "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+# --- one engine per loaded model ---------------------------------------------------------------
+
+_engines: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
+_engines_lock = threading.Lock()
+
+
+def engine_for(loaded: Any) -> Engine:
+    """The engine of this loaded model (one per model object, so one per model and dtype)."""
+    with _engines_lock:
+        engine = _engines.get(loaded.model)
+        if engine is None:
+            engine = Engine(model_name=f"{loaded.name}-{loaded.facts.dtype}")
+            _engines[loaded.model] = engine
+        return engine
+
+
+@atexit.register
+def _close_all() -> None:
+    for engine in engines():
+        engine.close()
+
+
+def engines() -> list[Engine]:
+    """The engines alive now (for the Home page)."""
+    with _engines_lock:
+        return list(_engines.values())

@@ -1,0 +1,172 @@
+"""What a generation leaves behind, as plain data: a record per step and the whole result.
+
+Every strategy fills in the same records, so a page, a CSV export or a notebook reads a greedy
+run, a sampled run and a beam search the same way.
+
+    >>> Candidate(11, " Paris", 14.2, 0.62, 0.62, True).kept
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Candidate:
+    """One possible next token at a step, before and after the filters."""
+
+    token_id: int
+    token: str
+    logit: float  # the model's raw score
+    prob_before: float  # softmax of the raw logits
+    prob_after: float  # after repetition penalty, temperature and the cut-offs (0 if removed)
+    kept: bool  # False when a filter removed it (or, for beams, the branch was pruned)
+
+
+@dataclass
+class BeamState:
+    """One branch of a beam search after a step."""
+
+    tokens: list[int]  # the branch's new tokens (prompt excluded)
+    text: str
+    score: float  # cumulative log-probability of the new tokens
+    kept: bool  # True: continues into the next step; False: pruned (or finished)
+    parent: int | None  # index of the live beam it extends in the previous step (None: prompt)
+    finished: bool = False  # ended with the end-of-sequence token (a finished hypothesis)
+
+
+@dataclass
+class StepRecord:
+    """What happened when one token was chosen."""
+
+    step: int
+    candidates: list[Candidate]  # the top candidates by raw logit (+ the chosen one)
+    chosen_id: int
+    chosen_token: str
+    chosen_prob: float  # its probability in the distribution it was drawn from
+    chosen_prob_before: float  # its probability before any filter
+    text_delta: str  # new text this step adds (whole characters only; "" for beam search)
+    beams: list[BeamState] | None = None  # beam search: live beams first, then pruned ones
+
+    @classmethod
+    def for_choice(
+        cls,
+        step: int,
+        candidates: list[Candidate],
+        chosen: int,
+        text_delta: str,
+        beams: list[BeamState] | None = None,
+    ) -> StepRecord:
+        """The record of a step whose chosen token is among `candidates`."""
+        mine = next(c for c in candidates if c.token_id == chosen)
+        return cls(
+            step=step,
+            candidates=candidates,
+            chosen_id=chosen,
+            chosen_token=mine.token,
+            chosen_prob=mine.prob_after,
+            chosen_prob_before=mine.prob_before,
+            text_delta=text_delta,
+            beams=beams,
+        )
+
+
+@dataclass
+class GenerationResult:
+    """A whole generation: the new text, the new ids and a record per step."""
+
+    prompt: str
+    prompt_ids: list[int]
+    text: str  # the new text only (the end-of-sequence token is not shown)
+    new_ids: list[int]  # the new token ids (an end-of-sequence token included, as generate does)
+    steps: list[StepRecord]
+    strategy: str
+    settings: dict[str, Any]
+    finish_reason: str  # "eos" | "length" | "context" | "stopped"
+    notices: list[str] = field(default_factory=list)
+    token_probs: list[float] = field(default_factory=list)  # per new token, when it was chosen
+    tokens: list[str] = field(default_factory=list)  # each new token as text
+    seconds: float = 0.0
+
+
+class TokenText:
+    """Token ids -> readable strings, remembered (a run asks for the same ids again and again)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.known: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self.known.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id], skip_special_tokens=False)
+            self.known[token_id] = text
+        return text
+
+    def text(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+
+class IncrementalDecoder:
+    """Turn a growing list of ids into text deltas that hold whole characters only.
+
+    An emoji can span several byte-level tokens; decoding a lone one gives "\ufffd". So each
+    step decodes a short window twice (up to the last emitted token, and with the new ones) and
+    emits the difference only once it no longer ends in a replacement character. Decoding the
+    same window start twice also keeps tokenizers that strip a leading space consistent.
+
+        >>> from types import SimpleNamespace
+        >>> fake = SimpleNamespace(decode=lambda ids, **kw: "".join(map(str, ids)))
+        >>> decoder = IncrementalDecoder(fake)
+        >>> decoder.push(1), decoder.push(2)
+        ('1', '2')
+    """
+
+    def __init__(self, tokenizer: Any, skip_ids: tuple[int, ...] = ()):
+        self.tokenizer = tokenizer
+        self.skip_ids = set(skip_ids)
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def push(self, token_id: int) -> str:
+        if token_id in self.skip_ids:
+            return ""
+        self.ids.append(token_id)
+        decode = self.tokenizer.decode
+        before = decode(self.ids[self.prefix_offset : self.read_offset], skip_special_tokens=False)
+        after = decode(self.ids[self.prefix_offset :], skip_special_tokens=False)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            return after[len(before) :]
+        return ""
+
+
+def record_candidates(
+    logits: torch.Tensor,
+    probs_before: torch.Tensor,
+    probs_after: torch.Tensor,
+    scores: torch.Tensor,
+    chosen: int,
+    count: int,
+    token_text: TokenText,
+) -> list[Candidate]:
+    """The top ``count`` candidates by raw logit (and the chosen one, if it ranked lower).
+
+    All numbers leave the tensors in a single `.tolist()`: one copy instead of dozens of `.item()`.
+    """
+    top = torch.topk(logits, min(count, logits.shape[-1])).indices
+    if not bool((top == chosen).any()):
+        top = torch.cat([top, top.new_tensor([chosen])])
+    table = torch.stack([logits[top], probs_before[top], probs_after[top], scores[top]])
+    ids = top.tolist()
+    raw, before, after, kept_scores = table.tolist()
+    return [
+        Candidate(i, token_text(i), raw[n], before[n], after[n], kept_scores[n] > -math.inf)
+        for n, i in enumerate(ids)
+    ]
