@@ -85,6 +85,7 @@ SETTINGS.restore()
 for _spec in SETTINGS.fields:  # first visit: every widget starts at its field's default
     STATE.setdefault(_spec.key, _spec.default)
 STATE.setdefault("cvb-history", [])  # chat messages: {"role", "content", "notices"}
+STATE.setdefault("cvb-pending", [])  # messages sent but not yet in the history
 
 intro = st.columns(3)
 intro[0].markdown(
@@ -139,6 +140,15 @@ def _pick_ready() -> None:
 
 def _clear_history() -> None:
     STATE["cvb-history"] = []
+    STATE["cvb-pending"] = []
+
+
+def _keep_message() -> None:
+    """A sent message is queued the moment Streamlit hands it over, before the script runs: a
+    run cut short by the next message (sent 0.3 s later) can no longer lose it."""
+    typed = STATE.get("cvb-chat-input")
+    if typed is not None:
+        STATE["cvb-pending"].append(typed)
 
 
 def _too_long(text: str, limit: int, what: str, action: str) -> bool:
@@ -253,12 +263,22 @@ def _show_output(column, title: str, saved: dict | None) -> None:
             st.info(notice)
 
 
-def _stream_into(column, title: str, loaded, prepared, settings) -> dict | None:
+def _start(loaded, prepared, settings):
+    """A run sent to the engine (or the error that refused it, shown later in its column)."""
+    try:
+        return chat.RunStream(loaded, prepared, settings)
+    except Exception as error:  # noqa: BLE001 - shown in the run's own column
+        return error
+
+
+def _stream_into(column, title: str, stream) -> dict | None:
     with column:
         st.markdown(f"**{title}**")
         with ui.friendly_errors():
-            stream = chat.RunStream(loaded, prepared, settings)
+            if isinstance(stream, Exception):
+                raise stream
             with st.container(border=True):
+                ui.wait_for_turn(stream, st.empty())
                 st.write_stream(stream)
             result = stream.result
             caption = (
@@ -272,8 +292,8 @@ def _stream_into(column, title: str, loaded, prepared, settings) -> dict | None:
                 "text": result.text,
                 "caption": caption,
                 "notices": list(result.notices),
-                "model": prepared.model,
-                "how": prepared.how,
+                "model": stream.prepared.model,
+                "how": stream.prepared.how,
                 "new_tokens": len(result.new_ids),
                 "finish_reason": result.finish_reason,
             }
@@ -351,9 +371,13 @@ with side_tab:
         f"Chat · {chat_model.facts.title}" if chat_model else "Chat",
     ]
     if clicked and len(prepared) == 2:
+        # Both runs go to their engines before either is shown: the two models work at once.
+        with ui.page_run("chat-vs-base"):
+            base_run = _start(base, prepared["base"], settings)
+            chat_run = _start(chat_model, prepared["chat"], settings)
         saved = {
-            "base": _stream_into(outputs[0], titles[0], base, prepared["base"], settings),
-            "chat": _stream_into(outputs[1], titles[1], chat_model, prepared["chat"], settings),
+            "base": _stream_into(outputs[0], titles[0], base_run),
+            "chat": _stream_into(outputs[1], titles[1], chat_run),
         }
         saved["prompt"] = prompt
         saved["settings"] = {
@@ -412,51 +436,64 @@ with chat_tab:
             for notice in message.get("notices", []):
                 st.caption(notice)
     hint = conversation.empty()
-    if not history:
+    pending = STATE["cvb-pending"]
+    if not history and not pending:
         hint.caption("No messages yet. Say hello below.")
-    typed = st.chat_input(
+    st.chat_input(
         "Message the chat model", key="cvb-chat-input", disabled=not can_chat or system_refused,
-        max_chars=20_000,
+        max_chars=20_000, on_submit=_keep_message,
     )  # fmt: skip
-    if typed is not None and can_chat and not system_refused:
-        with ui.friendly_errors():
-            checked = chat.check_message(typed, loaded.tokenizer)
-            hint.empty()
-            if checked.text is None:
-                conversation.info(checked.notices[0], icon=":material/keyboard:")
-            else:
-                past = [{"role": m["role"], "content": m["content"]} for m in history]
-                turn = chat.prepare_turn(
-                    loaded.tokenizer, past, checked.text, system=system, context_length=context,
-                    max_new_tokens=int(STATE["cvb-chat-max-tokens"]),
-                    token_budget=int(STATE["cvb-budget"]), name=loaded.name,
-                )  # fmt: skip
-                with conversation.chat_message("user"):
-                    st.markdown(checked.text)
-                    for notice in checked.notices:
-                        st.caption(notice)
-                for notice in turn.notices:
-                    conversation.warning(notice, icon=":material/content_cut:")
-                # The message is kept at once: leaving the page half-way through the reply keeps
-                # both, the reply marked as stopped (see the top of this tab).
+    if can_chat and not system_refused:
+        # Sent messages join the history in the order they were sent, even several at once
+        # (sent while an earlier reply was still being written). Each is added before it leaves
+        # the queue, with no Streamlit call in between, so no interruption can drop one.
+        while pending:
+            try:
+                checked = chat.check_message(pending[0], loaded.tokenizer)
+            except ValueError as error:
+                checked = chat.MessageCheck(None, [str(error)])
+            if checked.text is not None:
                 history.append(
                     {"role": "user", "content": checked.text, "notices": checked.notices}
                 )
-                with conversation.chat_message("assistant"):
-                    stream = chat.RunStream(
-                        loaded, chat.turn_run(turn, loaded.name), _settings("cvb-chat-")
-                    )
-                    STATE["cvb-live"] = stream
-                    st.write_stream(stream)
-                    if STATE.pop("cvb-live", None) is not stream:
-                        # The page was left mid-reply and the next run (another thread) has
-                        # already kept this reply as stopped: it must not be added twice.
-                        st.stop()
-                    reply = stream.result
-                    st.caption(f"{len(reply.new_ids)} tokens · {len(turn.prompt_ids)}-token prompt")
-                history.append(
-                    {"role": "assistant", "content": reply.text, "notices": turn.notices}
+            pending.pop(0)
+            hint.empty()
+            if checked.text is None:
+                conversation.info(checked.notices[0], icon=":material/keyboard:")
+                continue
+            with conversation.chat_message("user"):
+                st.markdown(checked.text)
+                for notice in checked.notices:
+                    st.caption(notice)
+    waiting = bool(history) and history[-1]["role"] == "user" and not history[-1].get("failed")
+    if waiting and can_chat and not system_refused:
+        with ui.friendly_errors():
+            past = [{"role": m["role"], "content": m["content"]} for m in history[:-1]]
+            try:
+                turn = chat.prepare_turn(
+                    loaded.tokenizer, past, history[-1]["content"], system=system,
+                    context_length=context, max_new_tokens=int(STATE["cvb-chat-max-tokens"]),
+                    token_budget=int(STATE["cvb-budget"]), name=loaded.name,
+                )  # fmt: skip
+            except ValueError:
+                history[-1]["failed"] = True  # shown once, not again at every rerun
+                raise
+            for notice in turn.notices:
+                conversation.warning(notice, icon=":material/content_cut:")
+            with conversation.chat_message("assistant"), ui.page_run("chat"):
+                stream = chat.RunStream(
+                    loaded, chat.turn_run(turn, loaded.name), _settings("cvb-chat-")
                 )
+                STATE["cvb-live"] = stream
+                ui.wait_for_turn(stream, st.empty(), " Send another message or leave to cancel.")
+                st.write_stream(stream)
+                if STATE.pop("cvb-live", None) is not stream:
+                    # The page was left mid-reply and the next run (another thread) has
+                    # already kept this reply as stopped: it must not be added twice.
+                    st.stop()
+                reply = stream.result
+                st.caption(f"{len(reply.new_ids)} tokens · {len(turn.prompt_ids)}-token prompt")
+            history.append({"role": "assistant", "content": reply.text, "notices": turn.notices})
     upcoming = [{"role": m["role"], "content": m["content"]} for m in history]
     if system.strip() and not system_refused:
         upcoming.insert(0, {"role": "system", "content": system})

@@ -238,6 +238,7 @@ def allowed_settings(strategy: str) -> set[str]:
 
 
 def stream_into(placeholder, stream: GenerationStream, header: str = "") -> None:
+    ui.wait_for_turn(stream, placeholder, " Stop cancels it.")
     text = ""
     for step in stream:
         if step.beams is not None:
@@ -264,7 +265,7 @@ if go:
     else:
         loaded = ui.get_model(model_name, dtype)
         if loaded is not None:
-            with ui.friendly_errors():
+            with ui.friendly_errors(), ui.page_run("decoding"):
                 text = prompt_input(loaded, prompt)
                 if mode == "Compare strategies":
                     slots = st.columns(len(chosen))

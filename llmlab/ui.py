@@ -55,6 +55,51 @@ def friendly_errors() -> Iterator[None]:
         show_error(error)
 
 
+# --- runs on the shared engine -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def page_run(page: str) -> Iterator[None]:
+    """Runs started in this block are this session's run on `page`: starting a new one cancels
+    the session's earlier run there (one active run per session per page), never another's."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from llmlab.generation import engine
+
+    context = get_script_run_ctx()
+    with engine.owned_by((context.session_id if context else None, page)):
+        yield
+
+
+def queue_message(ahead: int) -> str:
+    """What a student waiting for the model reads.
+
+    >>> queue_message(2)
+    'Waiting for the model: 2 requests are ahead of yours (it serves many at once, in turn).'
+    >>> queue_message(0)
+    'Waiting for the model: it is serving as many requests as it can at once; yours is next.'
+    """
+    if ahead == 0:
+        return "Waiting for the model: it is serving as many requests as it can at once; yours is next."
+    who = "1 request is" if ahead == 1 else f"{ahead} requests are"
+    return f"Waiting for the model: {who} ahead of yours (it serves many at once, in turn)."
+
+
+def wait_for_turn(stream: Any, placeholder: Any, cancel_hint: str = "") -> None:
+    """While the engine is full, show the request's place in the queue until it starts.
+
+    `stream` is a `GenerationStream` (or anything with `wait_started` and `queue_position`).
+    """
+    shown: int | None = None
+    while not stream.wait_started(0.2):
+        ahead = stream.queue_position()
+        if ahead is not None and ahead != shown:
+            shown = ahead
+            placeholder.info(queue_message(ahead) + cancel_hint, icon=":material/hourglass_top:")
+    if shown is not None:
+        placeholder.empty()
+
+
 # --- cached resources ------------------------------------------------------------------------
 
 

@@ -421,3 +421,28 @@ def test_browser_opens_a_shared_link(app_url, page, screenshots_dir):
     code.wait_for()
     assert "seed=7" in code.inner_text() and "chat_with=" in code.inner_text()
     page.screenshot(path=str(screenshots_dir / "chat_vs_base_link.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_browser_four_messages_sent_fast_are_all_kept_in_order(app_url, page):
+    """Messages sent 0.3 s apart while replies stream: every one is kept, in order; a reply
+    cut short by the next message is kept and marked."""
+    from playwright.sync_api import expect
+
+    open_page(page, app_url, "chat_vs_base")
+    page.get_by_role("tab", name="Chat").click()
+    box = page.locator("[data-testid='stChatInput'] textarea")
+    sent = ["First: hello!", "Second: what is 2+2?", "Third: name a colour.", "Fourth: thanks!"]
+    for text in sent:
+        box.fill(text)
+        box.press("Enter")
+        page.wait_for_timeout(300)
+    messages = page.locator("[data-testid='stChatMessage']")
+    expect(messages.filter(has_text="Fourth: thanks!")).to_have_count(1, timeout=240_000)
+    wait_for_app(page, timeout=240_000)
+    no_exception(page)
+    texts = messages.all_inner_texts()
+    users = [t for t in texts if any(t.strip().startswith(s) for s in sent)]
+    assert [next(s for s in sent if u.strip().startswith(s)) for u in users] == sent
+    assert texts[-1] not in users  # the last message got its reply
+    expect(box).to_have_value("")  # nothing left unsent in the box

@@ -227,3 +227,38 @@ def test_share_controls_and_downloads_are_on_the_page(app):
     app.button(key="dec-generate").click().run()
     labels = [b.proto.label for b in app.get("download_button")]
     assert "Tokens as CSV" in labels and "Chart as HTML" in labels
+
+
+@pytest.mark.browser
+def test_eight_sessions_generate_at_once_and_each_gets_the_greedy_text(browser, app_url, smollm2):
+    """A class presses Generate together: 8 browser sessions on one server, one engine."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    result = "[data-testid='stMarkdown'] div[style*='pre-wrap'] b"
+    prompts = [f"Question {i}: what is {i} times {i}?" for i in range(8)]
+    contexts, pages = [], []
+    for prompt in prompts:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(240_000)
+        query = urlencode({"model": MODEL, "precision": "float32", "max_new_tokens": "12",
+                           "template": "0", "prompt": prompt})  # fmt: skip
+        open_page(page, app_url, f"decoding?{query}")
+        expect(page.get_by_label("Prompt", exact=True)).to_have_value(prompt)
+        contexts.append(context)
+        pages.append(page)
+    try:
+        for page in pages:  # as close together as one thread can click
+            page.get_by_role("button", name="Generate").click()
+        for page, prompt in zip(pages, prompts, strict=True):
+            page.locator(result).first.wait_for(timeout=300_000)
+            wait_for_app(page, timeout=300_000)
+            no_exception(page)
+            expected = generate(smollm2, prompt, max_new_tokens=12).text
+            shown = page.locator(result).first.inner_text()
+            assert shown.split() == expected.split()
+    finally:
+        for context in contexts:
+            context.close()

@@ -146,6 +146,14 @@ class RunStream:
         self.steps: list[Any] = []
         self.result: Any = None
 
+    def queue_position(self) -> int | None:
+        """Requests ahead of this run in its model's queue; None once it runs."""
+        return self._inner.queue_position()
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the run's first step; True when it is there."""
+        return self._inner.wait_started(timeout)
+
     def finish_cancelled(self) -> Any:
         """End a run that was left half-way (say, its page was left): the loop stops at its next
         step, and the result holds what was written so far, marked "stopped"."""

@@ -153,6 +153,23 @@ class GenerationStream:
                 return value.record
 
 
+def new_stepper(
+    loaded: LoadedModel,
+    prompt_ids: list[int],
+    budget: int,
+    strategy: str,
+    settings: dict[str, Any],
+    stop_at_eos: bool = True,
+) -> TokenStepper | BeamStepper:
+    """The per-request state of one run (settings as `validate_settings` returns them)."""
+    eos = eos_ids(loaded) if stop_at_eos else []
+    if strategy == "beam":
+        return BeamStepper(loaded.tokenizer, prompt_ids, budget, settings, eos)
+    return TokenStepper(
+        loaded.tokenizer, prompt_ids, budget, strategy, settings, eos, loaded.device
+    )
+
+
 def iter_generate(
     model: str | LoadedModel,
     prompt: str | list[int],
@@ -183,13 +200,7 @@ def iter_generate(
     )  # fmt: skip
     loaded = resolve_model(model)
     text, prompt_ids, budget, notices = prepare_prompt(loaded, prompt, settings["max_new_tokens"])
-    eos = eos_ids(loaded) if stop_at_eos else []
-    if strategy == "beam":
-        stepper: Any = BeamStepper(loaded.tokenizer, prompt_ids, budget, settings, eos)
-    else:
-        stepper = TokenStepper(
-            loaded.tokenizer, prompt_ids, budget, strategy, settings, eos, loaded.device
-        )
+    stepper = new_stepper(loaded, prompt_ids, budget, strategy, settings, stop_at_eos)
     token_text = TokenText(loaded.tokenizer)
     started = time.perf_counter()
 

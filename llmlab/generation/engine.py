@@ -251,9 +251,11 @@ class Engine:
     def queue_position(self, request: Request) -> int | None:
         """How many requests wait ahead of this one; None once it runs (or is done)."""
         with self._lock:
-            for ahead, waiting in enumerate(self._waiting):
+            ahead = 0
+            for waiting in self._waiting:
                 if waiting is request:
                     return ahead
+                ahead += not waiting.cancelled
         return None
 
     def snapshot(self) -> dict[str, int]:
@@ -276,13 +278,12 @@ class Engine:
         """
         admitted: list[Request] = []
         used = sum(r.rows for r in self._running)
+        for request in [r for r in self._waiting if r.cancelled]:  # left the queue: gone at once
+            self._waiting.remove(request)
+            request.state = "done"
+            request.post(("done", None))
         while self._waiting:
             head = self._waiting[0]
-            if head.cancelled:
-                self._waiting.popleft()
-                head.state = "done"
-                head.post(("done", None))
-                continue
             if used + head.rows > self.max_rows and (used or admitted):
                 break
             self._waiting.popleft()
@@ -373,6 +374,25 @@ class Engine:
         with self._lock:
             self._running = staying
         return tokens, order
+
+
+@torch.no_grad()
+def run_alone(loaded: Any, stepper: Any) -> list[Any]:
+    """Run one request by itself in the calling thread, with no engine: every `Advance`.
+
+    The reference the engine is checked against ("the same as the request alone"), and what
+    each session did before there was an engine (the benchmarks compare the two).
+    """
+    batch = Batch(loaded.model, pad_id=_pad_id(loaded))
+    logits = batch.prefill(stepper.prompts)
+    advances = []
+    while True:
+        advance = stepper.advance(logits)
+        advances.append(advance)
+        if advance.next_tokens is None:
+            return advances
+        batch.select(advance.parents or list(range(stepper.rows)))
+        logits = batch.step(advance.next_tokens)
 
 
 def _pad_id(loaded: Any) -> int:

@@ -1,0 +1,191 @@
+"""Serving a class: N students press Generate at once, three ways, measured in one run.
+
+* **engine**: N threads call `llmlab.generate` on one shared model, as N Streamlit sessions do;
+  the model's engine steps them together (continuous batching).
+* **thread each**: N threads each run their own loop over the same model, one forward pass per
+  token (`engine.run_alone`), which is what every session did before the engine.
+* **HF batched**: the same N prompts as one left-padded batch through `model.generate`, all
+  greedy, the speed a single batch reaches when nothing joins or leaves.
+
+Requests are 16-token runs, half greedy and half top-p (end-of-text ignored, so every run writes
+16 tokens), on short prompts of different lengths. The table gives median and p95 latency (from
+pressing Generate to the last token) and total tokens/s, and the ratios the goals are about:
+engine median / one request alone, engine tokens/s / HF batched tokens/s. A staggered row sends
+one request every 100 ms instead of all at once.
+
+    .venv/bin/python bench/serving.py                        # both models, bfloat16 and float32
+    .venv/bin/python bench/serving.py --models smollm2-135m-instruct --dtypes bfloat16 --ns 1 16
+    .venv/bin/python bench/serving.py --thread-each-max 64   # the old path at every N (slow)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/tokenizers.py would shadow a package
+
+import torch  # noqa: E402
+
+from llmlab import models  # noqa: E402
+from llmlab.generation import decoding  # noqa: E402
+from llmlab.generation.engine import engine_for, run_alone  # noqa: E402
+
+TOKENS = 16
+PROMPTS = [
+    "Once upon a time",
+    "The capital of France is",
+    "Write a short poem about the sea.",
+    "In 1969, the first people to walk on the Moon",
+    "def fibonacci(n):",
+    "My favourite food is",
+    "The three primary colours are",
+    "Photosynthesis is the process by which plants",
+]
+
+
+def request_settings(index: int) -> dict:
+    if index % 2 == 0:
+        return {"strategy": "greedy"}
+    return {"strategy": "top_p", "top_p": 0.9, "temperature": 0.8, "seed": index}
+
+
+def prompt_of(index: int) -> str:
+    return PROMPTS[index % len(PROMPTS)]
+
+
+def run_threads(n: int, work, stagger: float = 0.0) -> tuple[list[float], float]:
+    """Start `work(i)` in n threads (every `stagger` seconds); latencies and the wall time."""
+    latencies = [0.0] * n
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        started = time.perf_counter()
+        try:
+            work(i)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        latencies[i] = time.perf_counter() - started
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+        if stagger:
+            time.sleep(stagger)
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return latencies, time.perf_counter() - began
+
+
+def engine_work(loaded):
+    def work(i: int) -> None:
+        result = decoding.generate(
+            loaded, prompt_of(i), max_new_tokens=TOKENS, stop_at_eos=False, **request_settings(i)
+        )
+        assert len(result.new_ids) == TOKENS
+
+    return work
+
+
+def alone_work(loaded):
+    def work(i: int) -> None:
+        settings = request_settings(i)
+        strategy = settings.pop("strategy")
+        valid = decoding.validate_settings(strategy, max_new_tokens=TOKENS, **settings)
+        _, ids, budget, _ = decoding.prepare_prompt(loaded, prompt_of(i), TOKENS)
+        stepper = decoding.new_stepper(loaded, ids, budget, strategy, valid, stop_at_eos=False)
+        assert len(run_alone(loaded, stepper)) == TOKENS
+
+    return work
+
+
+def hf_batched(loaded, n: int) -> float:
+    tokenizer = loaded.tokenizer
+    tokenizer.padding_side = "left"
+    batch = tokenizer([prompt_of(i) for i in range(n)], return_tensors="pt", padding=True)
+    started = time.perf_counter()
+    with torch.no_grad():
+        out = loaded.model.generate(
+            **batch, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+    assert out.shape[1] == batch["input_ids"].shape[1] + TOKENS
+    return time.perf_counter() - started
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "gemma-3-270m"])
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--ns", nargs="+", type=int, default=[1, 4, 16, 32, 64])
+    parser.add_argument(
+        "--thread-each-max", type=int, default=16,
+        help="largest N for the thread-each path (it takes about N times one request)",
+    )  # fmt: skip
+    parser.add_argument("--stagger-n", type=int, default=16)
+    args = parser.parse_args()
+    print(f"torch threads: {torch.get_num_threads()}, tokens per request: {TOKENS}\n")
+    header = (
+        "| model | dtype | N | engine median | engine p95 | engine tok/s | thread each median "
+        "| thread each tok/s | HF batched | HF tok/s | engine median / one | engine tok/s / HF |"
+    )
+    print(header)
+    print("|" + " --- |" * 12)
+    for name in args.models:
+        for dtype in args.dtypes:
+            loaded = models.load(name, dtype=dtype)
+            engine_work(loaded)(0)  # warm up: first calls allocate and load kernels
+            alone_work(loaded)(0)
+            hf_batched(loaded, 2)
+            one = None
+            for n in args.ns:
+                latencies, wall = run_threads(n, engine_work(loaded))
+                median = statistics.median(latencies)
+                if one is None and n == 1:
+                    one = median
+                tok_s = n * TOKENS / wall
+                if n <= args.thread_each_max:
+                    old, old_wall = run_threads(n, alone_work(loaded))
+                    old_cells = f"{statistics.median(old):.2f} s | {n * TOKENS / old_wall:.0f}"
+                else:
+                    old_cells = "— | —"
+                hf = hf_batched(loaded, n)
+                hf_tok = n * TOKENS / hf
+                ratio = f"{median / one:.2f}x" if one else "—"
+                print(
+                    f"| {name} | {dtype} | {n} | {median:.2f} s | {p95(latencies):.2f} s | "
+                    f"{tok_s:.0f} | {old_cells} | {hf:.2f} s | {hf_tok:.0f} | {ratio} | "
+                    f"{tok_s / hf_tok:.2f}x |"
+                )
+            latencies, wall = run_threads(args.stagger_n, engine_work(loaded), stagger=0.1)
+            median = statistics.median(latencies)
+            print(
+                f"| {name} | {dtype} | {args.stagger_n}, one every 100 ms | {median:.2f} s | "
+                f"{p95(latencies):.2f} s | {args.stagger_n * TOKENS / wall:.0f} | — | — | — | — | "
+                f"{median / one:.2f}x | — |"
+                if one
+                else ""
+            )
+            stats = engine_for(loaded).stats
+            print(
+                f"|  |  | engine: {stats.steps} steps, mean batch "
+                f"{stats.rows_stepped / max(1, stats.steps):.1f} rows, peak {stats.peak_rows} |"
+                + " |"
+                * 9
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""The engine: many requests on one model, stepped together, each as exact as it is alone.
+
+References are computed in the same run with the same model object: `model.generate` for
+greedy and beam ids, and the request run by itself (`engine.run_alone`, no batching) for seeded
+sampling and for the step records. Requests join at different steps, with prompts of different
+lengths and different strategies, so rows are padded, dropped and reordered under them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from llmlab.generation import decoding
+from llmlab.generation.engine import Engine, engine_for, owned_by, run_alone
+from llmlab.generation.steppers import TokenStepper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Mixed on purpose: lengths from 2 to ~40 tokens, emoji and Korean, three kinds of strategy.
+REQUESTS = [
+    ("Once upon a time", {"strategy": "greedy"}),
+    (
+        "The capital of France is",
+        {"strategy": "top_p", "top_p": 0.9, "temperature": 0.8, "seed": 3},
+    ),
+    ("안녕하세요 🙂 오늘", {"strategy": "greedy", "repetition_penalty": 1.3}),
+    ("def add(a, b):\n    return", {"strategy": "beam", "num_beams": 3}),
+    (
+        "A long prompt to pad the others: " + "the quick brown fox jumps over the lazy dog " * 4,
+        {"strategy": "top_k", "top_k": 20, "seed": 11},
+    ),
+    ("Hi", {"strategy": "min_p", "min_p": 0.05, "seed": 5, "temperature": 1.2}),
+    ("Water boils at", {"strategy": "greedy", "no_repeat_ngram_size": 2}),
+]
+NEW_TOKENS = 10
+
+
+@pytest.fixture(params=["smollm2", "gemma"])
+def loaded(request):
+    return request.getfixturevalue(request.param)
+
+
+def hf_reference(loaded, prompt: str, settings: dict) -> list[int]:
+    """transformers' generate on the same ids, for greedy and beam requests."""
+    ids = torch.tensor([loaded.tokenizer(prompt)["input_ids"]])
+    extra = {
+        key: settings[key]
+        for key in ("num_beams", "repetition_penalty", "no_repeat_ngram_size")
+        if key in settings
+    }
+    out = loaded.model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False,
+        **extra,
+    )  # fmt: skip
+    return out[0, ids.shape[1] :].tolist()
+
+
+def alone(loaded, prompt: str, settings: dict):
+    """The request by itself, in this thread, with no engine: its records."""
+    settings = dict(settings)
+    strategy = settings.pop("strategy")
+    valid = decoding.validate_settings(strategy, max_new_tokens=NEW_TOKENS, **settings)
+    _, ids, budget, _ = decoding.prepare_prompt(loaded, prompt, NEW_TOKENS)
+    return run_alone(loaded, decoding.new_stepper(loaded, ids, budget, strategy, valid))
+
+
+def first_difference(ours, theirs) -> str:
+    """Where two step lists part, in words: the step and both tokens' logits there."""
+    for index, (mine, other) in enumerate(zip(ours, theirs, strict=False)):
+        if mine.chosen_id != other.chosen_id:
+            by_id = {c.token_id: c.logit for c in other.candidates}
+            return (
+                f"step {index}: engine chose {mine.chosen_id} ({mine.chosen_token!r}, logit "
+                f"{mine.candidates[0].logit:.6f}), alone chose {other.chosen_id} "
+                f"({other.chosen_token!r}, logit {by_id.get(other.chosen_id, float('nan')):.6f}); "
+                "a tie within float32 rounding flips a token when rows are batched"
+            )
+    return "the runs have different lengths"
+
+
+def check_against_references(loaded, prompt, settings, result) -> None:
+    reference = alone(loaded, prompt, settings)
+    ref_steps = [advance.record for advance in reference]
+    if settings["strategy"] in ("greedy", "beam"):
+        expected = hf_reference(loaded, prompt, settings)
+        assert result.new_ids == expected, first_difference(result.steps, ref_steps)
+    else:  # seeded sampling: the same tokens as the request alone
+        assert result.new_ids == [r.chosen_id for r in ref_steps], first_difference(
+            result.steps, ref_steps
+        )
+    assert len(result.steps) == len(ref_steps)
+    for mine, other in zip(result.steps, ref_steps, strict=True):
+        assert mine.chosen_id == other.chosen_id
+        assert [c.token_id for c in mine.candidates] == [c.token_id for c in other.candidates]
+        for a, b in zip(mine.candidates, other.candidates, strict=True):
+            assert abs(a.prob_before - b.prob_before) < 1e-4
+            assert abs(a.prob_after - b.prob_after) < 1e-4
+            assert a.kept == b.kept
+
+
+def test_a_mixed_batch_gives_every_request_its_own_exact_result(loaded):
+    """Requests arrive while others run: every one equals its reference."""
+    engine = engine_for(loaded)
+    streams = []
+    for index, (prompt, settings) in enumerate(REQUESTS):
+        settings = dict(settings)
+        streams.append(
+            (prompt, settings, decoding.iter_generate(loaded, prompt, max_new_tokens=NEW_TOKENS,
+                                                      **settings))
+        )  # fmt: skip
+        if index % 2:  # the next one arrives a few steps later, into a running batch
+            streams[0][2].wait_started(30)
+            time.sleep(0.15)
+    results = []
+    for prompt, settings, stream in streams:
+        for _ in stream:
+            pass
+        results.append((prompt, settings, stream.result))
+    assert engine.stats.peak_rows >= 3  # they did share the batch
+    for prompt, settings, result in results:
+        check_against_references(loaded, prompt, settings, result)
+
+
+def test_many_threads_at_once_each_get_the_greedy_text(smollm2):
+    """A bounded stress run: 64 threads, two batches' worth with the default cap."""
+    prompts = [f"Student {i} asks: what is {i} plus {i}?" for i in range(64)]
+    expected = {}
+    for prompt in prompts[:8]:  # the references: model.generate, one prompt at a time
+        expected[prompt] = hf_reference(smollm2, prompt, {"strategy": "greedy"})[:6]
+    results: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def ask(prompt: str) -> None:
+        try:
+            results[prompt] = decoding.generate(smollm2, prompt, max_new_tokens=6).new_ids
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=ask, args=(p,)) for p in prompts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == [] and len(results) == 64
+    for prompt, ids in expected.items():
+        assert results[prompt] == ids
+    # The others too, against the engine-free path (each alone, in this thread).
+    for prompt in prompts[8:]:
+        steps = alone(smollm2, prompt, {"strategy": "greedy"})
+        assert results[prompt] == [a.record.chosen_id for a in steps][:6]
+    assert engine_for(smollm2).snapshot()["rows"] == 0
+
+
+def wait_until(condition, seconds: float = 30.0) -> bool:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_cancelled_request_frees_its_row_and_the_next_one_runs(smollm2):
+    engine = engine_for(smollm2)
+    stream = decoding.iter_generate(
+        smollm2, "Tell me a long story.", max_new_tokens=200, stop_at_eos=False
+    )
+    for _, _ in zip(range(3), stream, strict=False):
+        pass
+    stream.cancel()
+    assert stream.result.finish_reason == "stopped" and len(stream.result.new_ids) == 3
+    assert wait_until(lambda: engine.snapshot()["rows"] == 0)
+    after = decoding.generate(smollm2, "Once upon a time", max_new_tokens=8)
+    assert after.new_ids == hf_reference(smollm2, "Once upon a time", {"strategy": "greedy"})[:8]
+
+
+def test_a_stream_dropped_unread_is_cancelled(smollm2):
+    """A session that goes away leaves its stream behind: the engine lets the request go."""
+    import gc
+
+    engine = engine_for(smollm2)
+    stream = decoding.iter_generate(
+        smollm2, "Tell me a long story.", max_new_tokens=300, stop_at_eos=False
+    )
+    stream.wait_started(30)
+    del stream
+    gc.collect()
+    assert wait_until(lambda: engine.snapshot()["rows"] == 0)
+    assert engine.stats.steps < 10_000
+
+
+def test_a_bad_request_never_disturbs_the_batch(smollm2):
+    prompt = "The three primary colours are"
+    good = decoding.iter_generate(smollm2, prompt, max_new_tokens=NEW_TOKENS)
+    good.wait_started(30)
+    with pytest.raises(ValueError, match="top_p"):  # refused before it joins
+        decoding.iter_generate(smollm2, prompt, strategy="top_p", top_p=7.0)
+
+    class Broken(TokenStepper):
+        def advance(self, logits, probs_before=None):
+            if self.step == 2:
+                raise RuntimeError("a filter broke")
+            return super().advance(logits, probs_before)
+
+    ids = smollm2.tokenizer(prompt)["input_ids"]
+    broken = Broken(smollm2.tokenizer, ids, 20, "greedy", {"top_candidates": 5}, [])
+    request = engine_for(smollm2).submit(smollm2, broken)
+    items = [request.take(30) for _ in range(3)]
+    assert [kind for kind, _ in items] == ["step", "step", "error"]
+    for _ in good:
+        pass
+    assert good.result.new_ids == hf_reference(smollm2, prompt, {"strategy": "greedy"})
+
+
+def test_past_the_cap_requests_wait_in_order_and_can_leave_the_queue(smollm2):
+    engine = engine_for(smollm2)
+    saved = engine.max_rows
+    engine.max_rows = 2
+    try:
+        running = [
+            decoding.iter_generate(smollm2, f"Story {i}:", max_new_tokens=40, stop_at_eos=False)
+            for i in range(2)
+        ]
+        assert wait_until(lambda: engine.snapshot()["rows"] == 2)
+        third = decoding.iter_generate(smollm2, "Third:", max_new_tokens=4)
+        fourth = decoding.iter_generate(smollm2, "Fourth:", max_new_tokens=4)
+        assert third.queue_position() == 0 and fourth.queue_position() == 1
+        assert third.waiting() and not third.wait_started(0.1)
+        fourth.cancel()  # a student who stops waiting
+        assert fourth.result.finish_reason == "stopped" and fourth.result.new_ids == []
+        assert third.queue_position() == 0
+        for stream in running:
+            stream.cancel()
+        for _ in third:
+            pass
+        assert (
+            third.result.new_ids == decoding.generate(smollm2, "Third:", max_new_tokens=4).new_ids
+        )
+    finally:
+        engine.max_rows = saved
+    assert wait_until(lambda: engine.snapshot() == {**engine.snapshot(), "rows": 0, "waiting": 0})
+
+
+def test_a_new_run_of_the_same_page_cancels_the_earlier_one_only(smollm2):
+    with owned_by(("session-a", "decoding")):
+        first = decoding.iter_generate(smollm2, "One:", max_new_tokens=100, stop_at_eos=False)
+        compared = decoding.iter_generate(
+            smollm2, "Two:", max_new_tokens=50, stop_at_eos=False
+        )  # same run
+    with owned_by(("session-b", "decoding")):
+        other = decoding.iter_generate(smollm2, "Three:", max_new_tokens=5)
+    with owned_by(("session-a", "decoding")):
+        again = decoding.iter_generate(smollm2, "Four:", max_new_tokens=5)
+    for stream in (first, compared, other, again):
+        for _ in stream:
+            pass
+    assert first.result.finish_reason == "stopped" and len(first.result.new_ids) < 100
+    assert compared.result.finish_reason == "stopped"  # its run was replaced as a whole
+    assert other.result.finish_reason in ("length", "eos")  # another session is untouched
+    assert again.result.finish_reason in ("length", "eos")
+
+
+def test_one_engine_per_loaded_model_and_threads_set_once(smollm2, gemma):
+    assert engine_for(smollm2) is engine_for(smollm2)
+    assert engine_for(smollm2) is not engine_for(gemma)
+    cores = len(os.sched_getaffinity(0))
+    assert torch.get_num_threads() == cores
+
+
+def test_max_batch_from_env_names_the_variable():
+    from llmlab.generation.engine import max_batch_from_env
+
+    for bad in ("0", "-2", "many", "1.5"):
+        with pytest.raises(ValueError, match="LLMLAB_MAX_BATCH"):
+            max_batch_from_env({"LLMLAB_MAX_BATCH": bad})
+    assert Engine(max_rows=3).max_rows == 3
+
+
+def test_the_process_exits_cleanly_with_a_request_in_flight(tmp_path):
+    """A thread killed inside a forward pass aborts the process; the engine closes first."""
+    script = (
+        "import llmlab\n"
+        "stream = llmlab.iter_generate('smollm2-135m-instruct', 'Tell me a story.', "
+        "max_new_tokens=400, stop_at_eos=False)\n"
+        "next(stream); next(stream)\n"
+        "print('left mid-run')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "left mid-run" in done.stdout and "terminate called" not in done.stderr
