@@ -638,9 +638,9 @@ def _gemma() -> ChatFormat:
 LOADERS = {
     "chatml-smollm2": ("ChatML · SmolLM2", _smollm2),
     "chatml-qwen2": ("ChatML · Qwen2", _qwen2),
-    "phi-3": ("Phi-3", _phi3),
     "llama-2": ("Llama 2", _llama2),
     "mistral": ("Mistral", _mistral),
+    "phi-3": ("Phi-3", _phi3),
     "gemma-3": ("Gemma 3", _gemma),
 }
 
