@@ -366,6 +366,8 @@ class MistralFormat(ChatFormat):
         return ids
 
     def count(self, text: str) -> int:
+        """Tokens of `text` as shown here: `<s>` and `</s>` are the control tokens, the rest is
+        encoded run by run (mistral-common itself never reads typed `<s>` as a control token)."""
         return len(self._pieces(text))
 
     def marker_ids(self, marker: str) -> tuple[bool, list[int]]:

@@ -150,7 +150,7 @@ def get_tokenizer(name: str) -> Any | None:
         return None
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
+@st.cache_resource(show_spinner="Loading the chat templates and their tokenizers...", max_entries=2)
 def _cached_chat_formats(hub: bool) -> list[Any]:
     from llmlab import chat_formats
 
@@ -160,8 +160,7 @@ def _cached_chat_formats(hub: bool) -> list[Any]:
 def get_chat_formats() -> list[Any]:
     """Every chat format of `llmlab.chat_formats`, loaded once per process (again when the Hub
     comes or goes, since Gemma's template needs it); unavailable ones say why."""
-    with st.spinner("Loading the chat templates and their tokenizers..."):
-        return _cached_chat_formats(registry.hub_available())
+    return _cached_chat_formats(registry.hub_available())
 
 
 # --- packs -----------------------------------------------------------------------------------

@@ -423,3 +423,16 @@ def test_the_gguf_header_reader_agrees_with_the_gguf_package():
             assert chat_formats.gguf_string(data, key) == expected, (family, key)
     with pytest.raises(ValueError, match="not a GGUF file"):
         chat_formats.gguf_string(b"nope", "x")
+
+
+def test_gemma_says_why_when_the_hub_answers_but_its_template_cannot_be_read(monkeypatch):
+    # The Hub "answers", but this process may not download (HF_HUB_OFFLINE=1, set by conftest):
+    # transformers' own loader fails, and the reason names the Hub id and that failure.
+    from llmlab import registry
+
+    monkeypatch.setattr(registry, "hub_available", lambda: True)
+    with pytest.raises(ValueError, match="could not be read from google/gemma-3-270m-it"):
+        chat_formats.load_format("gemma-3")
+    loaded = {f.key: f for f in chat_formats.load_formats()}
+    assert isinstance(loaded["gemma-3"], chat_formats.Unavailable)
+    assert loaded["gemma-3"].reason.startswith("Gemma 3's chat template could not be read")
