@@ -76,10 +76,13 @@ def conversation(system: str, turns: Sequence[str]) -> list[dict[str, str]]:
     return chat.validate_messages(messages)
 
 
-def _split_system(messages: Sequence[Mapping[str, str]]) -> tuple[str, list[Mapping[str, str]]]:
+def _split_system(
+    messages: Sequence[Mapping[str, str]],
+) -> tuple[str | None, list[Mapping[str, str]]]:
+    """The system prompt (None when there is no system message) and the other messages."""
     if messages and messages[0]["role"] == "system":
         return messages[0]["content"], list(messages[1:])
-    return "", list(messages)
+    return None, list(messages)
 
 
 # --- Llama 2, as Meta's reference code writes it ------------------------------------------------
@@ -107,13 +110,13 @@ def llama2_parts(messages: Sequence[Mapping[str, str]]) -> list[tuple[str, str]]
     if not roles or roles[-1] != "user":
         raise ValueError("messages must end with a user turn: Llama 2 answers the last user turn")
     turns = [m["content"].strip() for m in dialog]
-    if system:
+    if system is not None:
         # Meta strips B_SYS + system + E_SYS + user as one string: only the user's end is cut.
         turns[0] = dialog[0]["content"].rstrip()
     parts: list[tuple[str, str]] = []
     for index in range(0, len(turns), 2):
         parts += [("<s>", "special"), (f"{B_INST} ", "template")]
-        if index == 0 and system:
+        if index == 0 and system is not None:
             parts += [(B_SYS, "template"), (system, "content"), (E_SYS, "template")]
         parts += [(turns[index], "content"), (f" {E_INST}", "template")]
         if index + 1 < len(turns):
@@ -307,7 +310,10 @@ class MistralFormat(ChatFormat):
         request = ChatCompletionRequest(
             messages=[kinds[m["role"]](content=m["content"]) for m in messages]
         )
-        return self.mistral.encode_chat_completion(request)
+        try:
+            return self.mistral.encode_chat_completion(request)
+        except Exception as error:  # noqa: BLE001 - mistral-common's own exception classes
+            raise ValueError(f"mistral-common refused the conversation: {error}") from error
 
     def _decode(self, ids: list[int]) -> str:
         from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy

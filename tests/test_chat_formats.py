@@ -436,3 +436,21 @@ def test_gemma_says_why_when_the_hub_answers_but_its_template_cannot_be_read(mon
     loaded = {f.key: f for f in chat_formats.load_formats()}
     assert isinstance(loaded["gemma-3"], chat_formats.Unavailable)
     assert loaded["gemma-3"].reason.startswith("Gemma 3's chat template could not be read")
+
+
+def test_llama2_folds_even_an_empty_system_prompt_as_metas_code_does(formats):
+    messages = [{"role": "system", "content": ""}, {"role": "user", "content": "Hi"}]
+    rendered = formats["llama-2"].render(messages)
+    assert rendered.text == "<s>[INST] <<SYS>>\n\n<</SYS>>\n\nHi [/INST]"
+    assert rendered.ids == _meta_llama2_ids(messages, tokenization.load("llama-spm").encode)
+
+
+def test_formats_refuse_what_their_source_refuses(formats):
+    ends_with_assistant = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo"},
+    ]
+    with pytest.raises(ValueError, match="must end with a user turn"):
+        formats["llama-2"].render(ends_with_assistant)
+    with pytest.raises(ValueError, match="mistral-common refused the conversation"):
+        formats["mistral"].render(ends_with_assistant)
