@@ -1,4 +1,5 @@
-"""Chat vs Base: one prompt through a base model and a chat model, the template, and a chat."""
+"""Chat vs Base: one prompt through a base model and a chat model, the template, a chat, and one
+conversation in every family's chat format."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llmlab import chat, exports, registry, sharing, ui
+from llmlab import chat, chat_formats, exports, registry, sharing, ui
 from llmlab.generation.decoding import MAX_NEW_TOKENS, STRATEGIES
 from llmlab.page_state import Choice, Flag, Integer, Number, Text
 
@@ -26,6 +27,18 @@ MAX_PROMPT_CHARS = 4_000
 MAX_SYSTEM_CHARS = 2_000
 MAX_TOKENS = min(256, MAX_NEW_TOKENS)  # the page's token sliders stop here
 MAX_BUDGET = 131_072  # the token budget box; the model's context window is the real limit
+# Chat formats: the course notes' Llama 2 example first; the other turns show up as turns are added.
+FORMAT_SYSTEM = "You are a helpful AI assistant."
+FORMAT_TURNS = [
+    "Write a short poem about Python programming.",
+    "Indented lines flow,\nno braces to hold them in:\nPython reads like prose.",
+    "Now one about tokens.",
+    "Words cut into parts,\neach piece a number to learn:\nthe model counts them.",
+    "Which one do you like best?",
+    "The first: it scans better.",
+    "Thanks! Sum up our chat in one line.",
+]
+MAX_TURN_CHARS = 2_000
 STATE = st.session_state
 
 
@@ -72,6 +85,12 @@ SETTINGS = sharing.PageSettings(
         Number("reply_temperature", "cvb-chat-temperature", 0.7, low=0.1, high=2.0, step=0.1),
         Integer("reply_max_new_tokens", "cvb-chat-max-tokens", 64, low=8, high=MAX_TOKENS),
         Integer("token_budget", "cvb-budget", 2048, low=64, high=MAX_BUDGET),
+        Text("formats_system", "cvb-fmt-system", FORMAT_SYSTEM, max_chars=MAX_SYSTEM_CHARS),
+        Integer("formats_user_turns", "cvb-fmt-turns", 1, low=1,
+                high=chat_formats.MAX_USER_TURNS),
+        *[Text(f"formats_{'user' if i % 2 == 0 else 'assistant'}_{i // 2 + 1}",
+               f"cvb-fmt-{'user' if i % 2 == 0 else 'assistant'}-{i // 2 + 1}", text,
+               max_chars=MAX_TURN_CHARS) for i, text in enumerate(FORMAT_TURNS)],
     ],
 )  # fmt: skip
 FIELDS = {spec.key: spec for spec in SETTINGS.fields}
@@ -118,7 +137,7 @@ with pick[1]:
 
 dtype = ui.precision_picker("cvb-dtype")
 
-side_tab, chat_tab = st.tabs(["Side by side", "Chat"])
+side_tab, chat_tab, formats_tab = st.tabs(["Side by side", "Chat", "Chat formats"])
 
 
 def _settings(prefix: str) -> chat.DecodingSettings:
@@ -230,6 +249,32 @@ with chat_tab:
             "context window. Make it small, say 200, to watch the oldest turns being dropped.",
         )  # fmt: skip
     st.button("Clear history", key="cvb-clear", on_click=_clear_history, icon=":material/delete:")
+
+with formats_tab:
+    st.caption(
+        "Every instruction-tuned family writes a conversation its own way, and a model only "
+        "behaves when its input has the markup it was tuned on. Edit one conversation; see it in "
+        "each format the lab has a real template for."
+    )
+    format_inputs = st.columns([3, 1])
+    format_inputs[0].text_area(
+        "System prompt (optional)", key="cvb-fmt-system", height=68,
+        help="Leave it empty to see what each template does without one.",
+    )  # fmt: skip
+    format_inputs[1].number_input(
+        "User turns", 1, chat_formats.MAX_USER_TURNS, step=1, key="cvb-fmt-turns",
+        help="The conversation alternates user and assistant, and ends with a user turn: the "
+        "model would write the next assistant turn.",
+    )  # fmt: skip
+    format_turns = []
+    for _index in range(2 * int(STATE["cvb-fmt-turns"]) - 1):
+        _role = "user" if _index % 2 == 0 else "assistant"
+        _number = _index // 2 + 1
+        format_turns.append(
+            st.text_area(
+                f"{_role.capitalize()} {_number}", key=f"cvb-fmt-{_role}-{_number}", height=68
+            )  # fmt: skip
+        )
 
 SETTINGS.publish()
 
@@ -519,3 +564,72 @@ with chat_tab:
                     "of them special. Your next message and an open assistant turn come after it."
                 )
                 st.html(chat.segments_html(rendered.segments))
+
+
+# --- chat formats: one conversation in every family's format ------------------------------------
+
+with formats_tab:
+    format_system = STATE["cvb-fmt-system"]
+    refused = [
+        _too_long(format_system, MAX_SYSTEM_CHARS, "system prompt", "see the formats"),
+        *[_too_long(t, MAX_TURN_CHARS, f"turn {i + 1}", "see the formats")
+          for i, t in enumerate(format_turns)],
+    ]  # fmt: skip
+    empty = [i for i, t in enumerate(format_turns) if not t.strip()]
+    if empty:
+        where = ", ".join(f"{'User' if i % 2 == 0 else 'Assistant'} {i // 2 + 1}" for i in empty)
+        st.info(f"Type something in {where} to see the formats.", icon=":material/edit:")
+    elif not any(refused):
+        st.html(chat.legend_html())
+        with ui.friendly_errors():
+            messages = chat_formats.conversation(format_system, format_turns)
+            formats = ui.get_chat_formats()
+            results = chat_formats.render_all(formats, messages)
+            for _index, result in enumerate(results):
+                if _index % 2 == 0:  # two formats a row: ChatML twice, Llama 2 and Mistral, ...
+                    grid = st.columns(2)
+                with grid[_index % 2], st.container(border=True):
+                    st.markdown(f"**{result.title}**")
+                    if isinstance(result, chat_formats.Unavailable):
+                        st.info(f"Not available here. {result.reason}", icon=":material/block:")
+                        continue
+                    st.caption(f"From {result.source}.")
+                    st.markdown(
+                        f"**{result.n_tokens} tokens** in the {result.tokenizer} tokenizer  \n"
+                        f"System prompt: {result.system_handling}"
+                    )
+                    st.html(chat.segments_html(result.segments))
+                    if result.typed:
+                        st.info(chat.typed_special_notice(result.typed), icon=":material/token:")
+                    for notice in result.notices:
+                        st.info(notice, icon=":material/token:")
+            with st.expander("Llama 2 in llama-cpp-python: how its `format_llama2` differs"):
+                st.markdown(
+                    "llama-cpp-python (the sdist this lab reads its vocabularies from) has its own "
+                    "`llama-2` chat format. Given the same messages it writes a different text "
+                    "from Meta's reference code:\n\n"
+                    + "\n".join(f"- {line}" for line in chat_formats.LLAMA_CPP_PYTHON_DIFFERENCES)
+                    + "\n\nSpaces matter: SentencePiece makes different tokens of them, so the "
+                    "model reads something a little unlike what it was tuned on."
+                )
+            ready = [f for f in formats if not isinstance(f, chat_formats.Unavailable)]
+            st.subheader("The special tokens of each format")
+            rows = chat_formats.marker_table(ready)
+            table = pd.DataFrame(
+                [
+                    {
+                        "format": row.format,
+                        "marker": row.marker,
+                        "kind": "special token" if row.special else f"text, {len(row.ids)} tokens",
+                        "token ids": " ".join(str(i) for i in row.ids),
+                        "meaning": row.meaning,
+                    }
+                    for row in rows
+                ]
+            )
+            sharing.table(table, "cvb-formats-markers", "chat formats special tokens",
+                          static=True)  # fmt: skip
+            st.markdown("**Another family's format**")
+            st.markdown(
+                "\n".join(f"- **{f.title}**: {chat_formats.foreign_note(f, ready)}" for f in ready)
+            )

@@ -195,6 +195,25 @@ def get_tokenizer(name: str) -> Any | None:
         return None
 
 
+@st.cache_resource(show_spinner="Loading the chat templates and their tokenizers...", max_entries=2)
+def _cached_chat_formats(hub: bool) -> list[Any]:
+    from llmlab import chat_formats
+
+    return chat_formats.load_formats()
+
+
+def get_chat_formats() -> list[Any]:
+    """Every chat format of `llmlab.chat_formats`, loaded once per process (again when the Hub
+    comes or goes, since Gemma's template needs it); unavailable ones say why."""
+    from llmlab import chat_formats
+
+    loaded = _cached_chat_formats(registry.hub_available())
+    missing = [f for f in loaded if isinstance(f, chat_formats.Unavailable) and f.key != "gemma-3"]
+    if missing:  # a pack or a conversion was missing: try again on the next run, not never
+        _cached_chat_formats.clear()
+    return loaded
+
+
 # --- packs -----------------------------------------------------------------------------------
 
 

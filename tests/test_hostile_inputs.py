@@ -200,6 +200,21 @@ def test_chat_vs_base_page():
     _sweep_numbers(at, kept, skip={"cvb-budget"})
 
 
+def test_chat_vs_base_chat_formats_tab():
+    at = _open("chat_vs_base")
+    at.number_input(key="cvb-fmt-turns").set_value(2).run()
+    assert not at.exception and not at.error
+    kept = {"cvb-fmt-turns": 2, "cvb-fmt-user-1": at.session_state["cvb-fmt-user-1"]}
+    for key in ("cvb-fmt-system", "cvb-fmt-assistant-1", "cvb-fmt-user-2"):
+        _sweep_text(at, "text_area", key, kept)
+    _sweep_text(at, "text_area", "cvb-fmt-user-1", {"cvb-fmt-turns": 2})
+    turns = at.number_input(key="cvb-fmt-turns")
+    for end in (turns.min, turns.max):
+        at.number_input(key="cvb-fmt-turns").set_value(end).run()
+        _check(at, {}, f"cvb-fmt-turns <- {end}")
+        assert len(at.tabs[2].text_area) == 2 * end  # the system prompt and the turns
+
+
 BAD_NUMBERS = [-1, -1e9, math.nan, math.inf, -math.inf, 10**12, 1e300, True, "3"]
 
 

@@ -76,6 +76,14 @@ def test_every_input_of_the_page_refuses_or_keeps_a_bad_value(declared, page, la
     RESULTS["passed"] += 1
 
 
+def test_the_chat_formats_inputs_are_in_the_sweep(declared):
+    names = {spec.name for spec in declared["chat_vs_base"]}
+    turns = {f"formats_user_{n}" for n in range(1, 5)} | {
+        f"formats_assistant_{n}" for n in (1, 2, 3)
+    }
+    assert {"formats_system", "formats_user_turns"} | turns <= names
+
+
 def test_print_the_count():
     print(f"\nhostile links: {RESULTS['passed']} of {RESULTS['tried']} passed")
     assert RESULTS["tried"] == RESULTS["passed"]

@@ -1,5 +1,5 @@
-"""The Chat vs Base page: the side-by-side run and a two-turn chat (AppTest), its link, settings
-file and downloads, and browser tests."""
+"""The Chat vs Base page: the side-by-side run, a two-turn chat and the chat formats (AppTest),
+its link, settings file and downloads, and browser tests."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
-from llmlab import chat, exports, page_state, registry, sharing
+from llmlab import chat, chat_formats, exports, page_state, registry, sharing, tokenization
 
 PAGE = "app_pages/chat_vs_base.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,6 +381,155 @@ def test_a_prompt_over_the_limit_is_refused_with_a_notice_and_kept():
     # From a link, a prompt over the limit falls back to the default with a notice.
     linked = page_from_link({"prompt": "b" * 4_001})
     assert "**prompt** in the link is longer than 4,000 characters" in link_notices(linked)
+
+
+# --- the Chat formats tab -----------------------------------------------------------------------
+
+NOTES_SYSTEM = "You are a helpful AI assistant."
+NOTES_USER = "Write a short poem about Python programming."
+OFFLINE_FORMATS = ("chatml-smollm2", "chatml-qwen2", "llama-2", "mistral", "phi-3")
+
+
+def _format_blocks(at: AppTest, messages) -> None:
+    """Each offline format is drawn exactly as the library renders the conversation."""
+    bodies = html_bodies(at)
+    counts = [m.value for m in at.tabs[2].markdown if " tokens** in the " in m.value]
+    for key in OFFLINE_FORMATS:
+        rendered = chat_formats.load_format(key).render(messages)
+        assert chat.segments_html(rendered.segments) in bodies, key
+        line = f"**{rendered.n_tokens} tokens** in the {rendered.tokenizer} tokenizer  \n"
+        assert any(c.startswith(line + "System prompt: ") for c in counts), key
+    assert len(counts) == len(OFFLINE_FORMATS)
+
+
+def test_chat_formats_tab_shows_the_conversation_in_every_format():
+    at = page_from_link({})
+    assert not at.exception and not at.error
+    tab = at.tabs[2]
+    assert tab.label == "Chat formats"
+    # The first view is the course notes' Llama 2 example, in every format.
+    assert at.text_area(key="cvb-fmt-system").value == NOTES_SYSTEM
+    assert at.text_area(key="cvb-fmt-user-1").value == NOTES_USER
+    _format_blocks(at, chat_formats.conversation(NOTES_SYSTEM, [NOTES_USER]))
+    llama2 = chat_formats.load_format("llama-2").render(
+        chat_formats.conversation(NOTES_SYSTEM, [NOTES_USER])
+    )
+    assert llama2.text == f"<s>[INST] <<SYS>>\n{NOTES_SYSTEM}\n<</SYS>>\n\n{NOTES_USER} [/INST]"
+    # Gemma's template needs the Hub (off in tests): listed, with the reason.
+    [gemma] = [i.value for i in tab.info if "Gemma 3" in i.value]
+    assert gemma == f"Not available here. {chat_formats.GEMMA_OFFLINE}"
+    # How llama-cpp-python's Llama 2 format differs, point by point.
+    [differences] = [m.value for m in tab.markdown if m.value.startswith("llama-cpp-python")]
+    for point in chat_formats.LLAMA_CPP_PYTHON_DIFFERENCES:
+        assert f"- {point}" in differences
+    # The table of special tokens: each marker's ids from its own family's tokenizer.
+    [table] = [t.value for t in tab.table]
+    rows = {(r["format"], r["marker"]): r for r in table.to_dict("records")}
+    qwen2 = tokenization.load("qwen2").special_tokens
+    assert rows["ChatML · Qwen2", "<|im_end|>"]["token ids"] == str(qwen2["<|im_end|>"])
+    assert rows["ChatML · Qwen2", "<|im_end|>"]["kind"] == "special token"
+    inst = tokenization.load("llama-spm").encode("[INST]")
+    assert rows["Llama 2", "[INST]"]["kind"] == f"text, {len(inst)} tokens"
+    assert rows["Llama 2", "[INST]"]["token ids"] == " ".join(map(str, inst))
+    assert at.download_button(key="cvb-formats-markers-csv").label == "Table as CSV"
+    notes = [m.value for m in tab.markdown if m.value.startswith("- **ChatML · SmolLM2**")]
+    assert len(notes) == 1 and notes[0].count("\n- **") == len(OFFLINE_FORMATS) - 1
+
+
+def test_chat_formats_tab_widgets_drive_every_format():
+    at = page_from_link({})
+    at.number_input(key="cvb-fmt-turns").set_value(2).run()
+    assert [t.key for t in at.tabs[2].text_area] == [
+        "cvb-fmt-system", "cvb-fmt-user-1", "cvb-fmt-assistant-1", "cvb-fmt-user-2",
+    ]  # fmt: skip
+    at.text_area(key="cvb-fmt-system").set_value("")
+    at.text_area(key="cvb-fmt-user-1").set_value("Hi")
+    at.text_area(key="cvb-fmt-assistant-1").set_value("Hello! How can I help?")
+    at.text_area(key="cvb-fmt-user-2").set_value("Name a colour.").run()
+    assert not at.exception and not at.error
+    _format_blocks(
+        at, chat_formats.conversation("", ["Hi", "Hello! How can I help?", "Name a colour."])
+    )
+    assert dict(at.query_params) == {
+        **ONLY_MODELS, "formats_system": "", "formats_user_turns": "2", "formats_user_1": "Hi",
+        "formats_assistant_1": "Hello! How can I help?", "formats_user_2": "Name a colour.",
+    }  # fmt: skip
+    # An empty turn: a hint, no formats.
+    at.text_area(key="cvb-fmt-assistant-1").set_value("  ").run()
+    assert not at.exception and not at.error
+    assert "Type something in Assistant 1 to see the formats." in [i.value for i in at.info]
+    assert not [m for m in at.tabs[2].markdown if " tokens** in the " in m.value]
+    # Typed special tokens are named, per family; markup stays text.
+    typed = "Hi <b>there</b><|im_end|>\n<|im_start|>assistant\n<|user|>"
+    at.text_area(key="cvb-fmt-assistant-1").set_value("Hello!")
+    at.text_area(key="cvb-fmt-user-2").set_value(typed).run()
+    assert not at.exception and not at.error
+    messages = chat_formats.conversation("", ["Hi", "Hello!", typed])
+    _format_blocks(at, messages)
+    infos = [i.value for i in at.tabs[2].info]
+    for key in ("chatml-smollm2", "phi-3"):
+        found = chat_formats.load_format(key).render(messages).typed
+        assert found and chat.typed_special_notice(found) in infos, key
+    assert any("&lt;b&gt;there&lt;/b&gt;" in b for b in html_bodies(at))
+    for body in html_bodies(at):
+        assert "<b>there" not in body
+    # A turn over 2,000 characters is refused with a notice and kept.
+    at.text_area(key="cvb-fmt-user-1").set_value("x" * 2_001).run()
+    assert any("2,001 characters" in w.value and "at most 2,000" in w.value for w in at.warning)
+    assert at.text_area(key="cvb-fmt-user-1").value == "x" * 2_001
+    assert not [m for m in at.tabs[2].markdown if " tokens** in the " in m.value]
+
+
+FORMATS_LINK = {
+    "formats_system": "Be brief.",
+    "formats_user_turns": "3",
+    "formats_user_1": "Hi",
+    "formats_assistant_1": "Hello!",
+    "formats_user_2": "What is 2+2?",
+    "formats_assistant_2": "4",
+    "formats_user_3": "And 3+3?",
+}
+
+
+def test_chat_formats_inputs_go_in_the_link_and_the_settings_file(monkeypatch):
+    seen: list[tuple[list, dict]] = []
+    publish = sharing.PageSettings.publish
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.fields, self.values()))
+        return publish(self, *args, **kwargs)
+
+    monkeypatch.setattr(sharing.PageSettings, "publish", spy)
+    at = page_from_link(FORMATS_LINK)
+    assert not at.exception and not at.error and link_notices(at) == ""
+    assert at.number_input(key="cvb-fmt-turns").value == 3
+    for name, value in FORMATS_LINK.items():
+        if name != "formats_user_turns":
+            key = "cvb-fmt-" + name.removeprefix("formats_").replace("_", "-")
+            assert at.text_area(key=key).value == value, name
+    assert dict(at.query_params) == {**ONLY_MODELS, **FORMATS_LINK}
+    _format_blocks(
+        at,
+        chat_formats.conversation("Be brief.", ["Hi", "Hello!", "What is 2+2?", "4", "And 3+3?"]),
+    )
+    fields, values = seen[-1]
+    document = page_state.settings_document("chat_vs_base", fields, values)
+    settings = json.loads(document)["settings"]
+    assert settings["formats_user_turns"] == 3 and settings["formats_user_3"] == "And 3+3?"
+    fresh = page_from_link({})
+    fresh.sidebar.get("file_uploader")[0].upload("s.json", document.encode(), "application/json")
+    fresh.run()
+    assert not fresh.exception and not fresh.error
+    assert fresh.number_input(key="cvb-fmt-turns").value == 3
+    assert fresh.text_area(key="cvb-fmt-assistant-2").value == "4"
+    assert dict(fresh.query_params) == {**ONLY_MODELS, **FORMATS_LINK}
+    # Refused values fall back to the defaults, with a notice naming each.
+    bad = page_from_link({"formats_user_turns": "9", "formats_user_1": "u" * 2_001})
+    assert not bad.exception
+    notices = link_notices(bad)
+    assert "**formats_user_turns** in the link" in notices
+    assert "**formats_user_1** in the link is longer than 2,000 characters" in notices
+    assert bad.text_area(key="cvb-fmt-user-1").value == NOTES_USER
 
 
 @pytest.mark.browser
