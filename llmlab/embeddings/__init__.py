@@ -15,7 +15,14 @@
 
 from __future__ import annotations
 
-from llmlab.embeddings.analogy import Analogy, StaticTable, nearest_tokens, word_analogy
+from llmlab.embeddings.analogy import (
+    Analogy,
+    StaticTable,
+    encoder_table,
+    model_table,
+    nearest_tokens,
+    word_analogy,
+)
 from llmlab.embeddings.classify import (
     Centroids,
     Classified,
@@ -79,12 +86,14 @@ __all__ = [
     "embedding_contrast",
     "embedding_projection",
     "embedding_steps",
+    "encoder_table",
     "encode_sentences",
     "keyword_search",
     "lab_corpus",
     "label",
     "labelled_examples",
     "load_encoder",
+    "model_table",
     "most_and_least_similar",
     "nearest_tokens",
     "pasted_corpus",

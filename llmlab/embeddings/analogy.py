@@ -120,3 +120,29 @@ def word_analogy(table: StaticTable, a: str, b: str, c: str, expected: str, top:
     return Analogy(
         a, b, c, expected, pieces, neighbours, with_inputs, rank, score, len(expected_ids) > 1
     )
+
+
+def encoder_table(encoder: Any) -> StaticTable:
+    """MiniLM's word-piece table (30,522 rows of 384 numbers); a word is looked up as typed."""
+    return StaticTable(
+        encoder.name,
+        encoder.word_table(),
+        lambda word: list(encoder.tokenizer.encode(word, add_special_tokens=False).ids),
+        encoder.token_text,
+    )
+
+
+def model_table(name: str, model: Any, tokenizer: Any) -> StaticTable:
+    """A language model's input embedding table, read in place (no copy).
+
+    A word is looked up with a space in front (" king"): inside a sentence that is how these
+    tokenizers see a word, and most common words are then a single token.
+    """
+    from llmlab.forward_pass import token_label
+
+    return StaticTable(
+        name,
+        model.get_input_embeddings().weight,
+        lambda word: list(tokenizer.encode(" " + word, add_special_tokens=False)),
+        lambda token_id: token_label(tokenizer, token_id),
+    )
