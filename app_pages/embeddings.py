@@ -95,6 +95,11 @@ ui.page_intro(
     "language models' own tables), running on your CPU.",
 )
 SETTINGS.restore()
+# Only the open tab draws its widgets, and Streamlit forgets a widget's value when a run does
+# not draw it. Written back as plain session values, the other tabs' inputs are kept.
+for spec in SETTINGS.fields:
+    if spec.key in STATE:
+        STATE[spec.key] = STATE[spec.key]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -439,7 +444,9 @@ with tabs[3]:
             st.info("The map needs at least three sentences or words.")
         else:
             with st.spinner("Embedding and projecting..."), ui.friendly_errors():
-                corpus_vectors = embedded(tuple(corpus.sentences)).vectors
+                prepared = embedded(tuple(corpus.sentences))
+                cut_notice(prepared, corpus.sentences)
+                corpus_vectors = prepared.vectors
                 extra = texts[len(corpus) :]
                 word_vectors = embedded(tuple(extra)).vectors if extra else np.zeros((0, 384))
                 points, explained = emb.text_map(
