@@ -18,6 +18,8 @@ from llmlab.charts import PALETTE, base_layout
 # Blue for negative numbers, red for positive, white at zero: a token vector has both signs.
 DIVERGING = "RdBu_r"
 WORD_MARKER = "diamond"
+TOPIC_COLOURS = [c for c in PALETTE if c != "#000000"]  # black is for the words typed
+TOPIC_SYMBOLS = ["circle", "square", "triangle-up", "cross"]
 
 
 def _short(text: str, limit: int = 90) -> str:
@@ -124,13 +126,17 @@ def text_map_figure(points: list, title: str) -> go.Figure:
                 y=[p.y for p in chosen],
                 mode="markers",
                 name=group,
-                marker={"size": 9, "color": PALETTE[index % len(PALETTE)], "opacity": 0.85},
+                marker={
+                    "size": 9,
+                    "color": TOPIC_COLOURS[index % len(TOPIC_COLOURS)],
+                    # Past seven topics the colours come round again, with another shape.
+                    "symbol": TOPIC_SYMBOLS[(index // len(TOPIC_COLOURS)) % len(TOPIC_SYMBOLS)],
+                    "opacity": 0.85,
+                },
                 customdata=[_short(p.text) for p in chosen],
                 hovertemplate=f"<b>{_short(group, 40)}</b><br>%{{customdata}}<extra></extra>",
             )
         )
-        if index >= len(PALETTE) - 1:  # beyond 8 topics the colours repeat: add a symbol
-            figure.data[-1].marker.symbol = ["circle", "square", "triangle-up"][index % 3]
     typed = [p for p in points if p.kind == "word"]
     if typed:
         figure.add_trace(
