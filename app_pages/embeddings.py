@@ -114,9 +114,13 @@ def steps(text: str) -> emb.EmbeddingSteps:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def contrast(name: str, sentences: tuple[str, ...], word: str, words: tuple[str, ...]):
+def contrast(
+    name: str, sentences: tuple[str, ...], with_word: tuple[str, ...], word: str, words: tuple
+):
+    """The word compared across the sentences holding it; the map places every word typed in
+    every sentence (numbered as in the box)."""
     loaded = ui.get_model(name)
-    result = emb.embedding_contrast(loaded.model, loaded.tokenizer, list(sentences), word)
+    result = emb.embedding_contrast(loaded.model, loaded.tokenizer, list(with_word), word)
     points, explained = emb.embedding_projection(
         loaded.model, loaded.tokenizer, list(sentences), list(words)
     )
@@ -371,6 +375,7 @@ with tabs[2]:
                             }
                         ),
                         key="emb-semantic",
+                        width="stretch",
                         title="semantic search results",
                         hide_index=True,
                         csv=pd.DataFrame(
@@ -402,6 +407,7 @@ with tabs[2]:
                                 }
                             ),
                             key="emb-keyword",
+                            width="stretch",
                             title="keyword search results",
                             hide_index=True,
                             csv=pd.DataFrame(
@@ -504,7 +510,7 @@ with tabs[4]:
             else:
                 with st.spinner("Comparing vectors..."), ui.friendly_errors():
                     result, points, explained = contrast(
-                        name, with_word, word.strip(), tuple(words)
+                        name, sentences, with_word, word.strip(), tuple(words)
                     )
                     labels = [f"s{sentences.index(s) + 1}" for s in result.sentences]
                     columns = st.columns(2)
@@ -683,7 +689,11 @@ with tabs[5]:
                     }
                 )
                 sharing.table(
-                    frame, key="emb-classes", title="nearest centroid classes", hide_index=True
+                    frame,
+                    key="emb-classes",
+                    width="stretch",
+                    title="nearest centroid classes",
+                    hide_index=True,
                 )
                 st.caption(
                     "Classes and examples: "

@@ -212,6 +212,9 @@ def test_static_against_contextual_and_the_analogy(app):
     static = array(specs[0]["data"][0]["z"])
     assert np.allclose(static, 1.0, atol=1e-5)  # one table row, whatever the sentence
     assert array(specs[1]["data"][0]["z"]).min() < 0.99  # the context changed it
+    # The map numbers the sentences as in the box, and places "river" in both its sentences.
+    labels = [text for trace in specs[2]["data"] for text in trace["text"]]
+    assert {"bank (s4)", "river (s1)", "river (s3)", "money (s4)"} <= set(labels), labels
     tables = app.table[0].value
     assert tables["rows (tokens)"].tolist() == ["30,522", "49,152"]
     assert any("It works here" in s.value and "'queen'" in s.value for s in app.success)
