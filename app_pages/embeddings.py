@@ -114,17 +114,17 @@ def steps(text: str) -> emb.EmbeddingSteps:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def contrast(
-    name: str, sentences: tuple[str, ...], with_word: tuple[str, ...], word: str, words: tuple
-):
-    """The word compared across the sentences holding it; the map places every word typed in
-    every sentence (numbered as in the box)."""
+def contrast(name: str, with_word: tuple[str, ...], word: str) -> emb.EmbeddingContrast:
+    """The word compared across the sentences that hold it."""
     loaded = ui.get_model(name)
-    result = emb.embedding_contrast(loaded.model, loaded.tokenizer, list(with_word), word)
-    points, explained = emb.embedding_projection(
-        loaded.model, loaded.tokenizer, list(sentences), list(words)
-    )
-    return result, points, explained
+    return emb.embedding_contrast(loaded.model, loaded.tokenizer, list(with_word), word)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def contextual_map(name: str, sentences: tuple[str, ...], words: tuple[str, ...]):
+    """Every word typed, in every sentence holding it (numbered as in the box), on a PCA map."""
+    loaded = ui.get_model(name)
+    return emb.embedding_projection(loaded.model, loaded.tokenizer, list(sentences), list(words))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -509,9 +509,7 @@ with tabs[4]:
                 )
             else:
                 with st.spinner("Comparing vectors..."), ui.friendly_errors():
-                    result, points, explained = contrast(
-                        name, sentences, with_word, word.strip(), tuple(words)
-                    )
+                    result = contrast(name, with_word, word.strip())
                     labels = [f"s{sentences.index(s) + 1}" for s in result.sentences]
                     columns = st.columns(2)
                     with columns[0]:
@@ -539,6 +537,11 @@ with tabs[4]:
                             for tag, s in zip(labels, result.sentences, strict=True)
                         )
                     )
+            if not words:
+                st.info("Type words for the map, separated by commas.")
+            else:
+                with st.spinner("Placing the words..."), ui.friendly_errors():
+                    points, explained = contextual_map(name, sentences, tuple(words))
                     sharing.chart(
                         lab_charts.embedding_scatter(
                             points,

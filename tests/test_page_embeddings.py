@@ -230,7 +230,13 @@ def test_static_against_contextual_and_the_analogy(app):
     assert app.success or app.warning  # an honest verdict on SmolLM2's table, either way
     app.text_input(key="emb-word").set_value("boat").run()
     assert any("the comparison needs it in at least two sentences" in w.value for w in app.warning)
-    app.text_input(key="emb-word").set_value("bank").run()
+    assert len(chart_specs(app)) == 2  # the word map still shows, beside the analogy
+    app.text_input(key="emb-word").set_value("bank")
+    app.text_input(key="emb-context-words").set_value("boat").run()
+    assert any("occur fewer than two times" in e.value for e in app.error)  # named, not a crash
+    assert len(chart_specs(app)) == 3  # both similarity maps and the analogy still show
+    app.text_input(key="emb-context-words").set_value("bank, river, money").run()
+    ok(app)
 
 
 def test_classification_by_nearest_centroid(app, encoder):
