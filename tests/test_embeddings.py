@@ -317,3 +317,16 @@ def test_old_public_names_still_work():
     assert contains_word("a river bank", "bank") and callable(embedding_projection)
     assert cosine_matrix(np.eye(2)).tolist() == [[1.0, 0.0], [0.0, 1.0]]
     assert pca_2d(np.eye(3))[0].shape == (3, 2)
+
+
+def test_the_corpus_file_is_package_data():
+    """A built package carries the corpus: pyproject's package-data globs match the file."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    settings = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = settings["package-data"]["llmlab"]
+    package = root / "llmlab"
+    matched = {path for pattern in globs for path in package.glob(pattern)}
+    assert package / "data" / "corpus.tsv" in matched and package / "assets.toml" in matched
