@@ -4,8 +4,8 @@
 pictures in the repository; `make test` runs it too, into a temporary folder. Each page is opened
 at 1400 px wide, with its default inputs (plain English: the headless browser has no emoji font),
 left to finish (Decoding and Chat vs Base after a short greedy run; Embeddings on its Map tab),
-and saved as a PNG of at most
-MAX_HEIGHT px, reduced to a 256-colour palette so the files stay small.
+and saved as a PNG of at most MAX_HEIGHT px, reduced to a 256-colour palette so the files stay
+small.
 """
 
 from __future__ import annotations
