@@ -15,5 +15,6 @@ pages = [
     st.Page("app_pages/next_token.py", title="Next-Token", icon=":material/bar_chart:"),
     st.Page("app_pages/decoding.py", title="Decoding", icon=":material/route:"),
     st.Page("app_pages/chat_vs_base.py", title="Chat vs Base", icon=":material/forum:"),
+    st.Page("app_pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
 ]
 st.navigation(pages).run()

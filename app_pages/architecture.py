@@ -7,7 +7,6 @@ import streamlit as st
 
 from llmlab import architecture as arch
 from llmlab import charts, models, registry, sharing, ui
-from llmlab import embeddings as emb
 from llmlab import forward_pass as fp
 from llmlab import parameters as params
 from llmlab.page_state import Choice, Integer, Number, Text
@@ -17,14 +16,8 @@ from llmlab.page_state import Choice, Integer, Number, Text
 PAGE_TOKEN_LIMIT = 128
 SKELETONS = {f"gpt2-{size}": size for size in arch.GPT2_SIZES}
 MODEL_OPTIONS = [*SKELETONS, *ui.model_options()]
-TABS = ["Parts and parameters", "Compare architectures", "Run a prompt", "Embeddings",
-        "A linear layer"]  # fmt: skip
+TABS = ["Parts and parameters", "Compare architectures", "Run a prompt", "A linear layer"]
 PROMPT = "The cat sat on the mat because it"
-SENTENCES = (
-    "I sat on the river bank\nI opened a bank account\nThe river was cold\nThe money is in the bank"
-)
-WORD = "bank"
-MAP_WORDS = "bank, river, money"
 # A link may name any block and head up to this; the page then checks them against the model.
 MAX_INDEX = 1_023
 # The toy linear layer y = W·x + b: two outputs, three inputs. In links each number is named as
@@ -50,9 +43,6 @@ SETTINGS = sharing.PageSettings(
         Text("prompt", "arch-prompt", PROMPT),
         Integer("layer", "arch-layer", 0, low=0, high=MAX_INDEX),
         Integer("head", "arch-head", 0, low=0, high=MAX_INDEX),
-        Text("sentences", "arch-sentences", SENTENCES),
-        Text("word", "arch-word", WORD),
-        Text("words", "arch-words", MAP_WORDS),
         *LINEAR,
     ],
 )  # fmt: skip
@@ -96,16 +86,6 @@ def trace(name: str, text: str):
 def attention(name: str, text: str, layer: int):
     loaded = ui.get_model(name)
     return fp.attention_maps(loaded.model, loaded.tokenizer, text, layer, limit(name))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def contrast(name: str, sentences: tuple[str, ...], word: str, words: tuple[str, ...]):
-    loaded = ui.get_model(name)
-    result = emb.embedding_contrast(loaded.model, loaded.tokenizer, list(sentences), word)
-    points, explained = emb.embedding_projection(
-        loaded.model, loaded.tokenizer, list(sentences), list(words)
-    )
-    return result, points, explained
 
 
 def limit(name: str) -> int:
@@ -174,6 +154,12 @@ with tabs[0]:
         "gathers information from the tokens before it. **MLP**: a small two-layer network "
         "applied to every token on its own. **Norm**: rescales the numbers so they stay in a "
         "workable range. **LM head**: turns the last vector into one score per vocabulary token."
+    )
+    ui.page_link(
+        "app_pages/embeddings.py",
+        "What the embedding table's rows mean, and how a word's vector changes in context: "
+        "the Embeddings page",
+        icon=":material/scatter_plot:",
     )
     left, right = st.columns(2)
     with left:
@@ -341,65 +327,6 @@ with tabs[2]:
                 )
 
 with tabs[3]:
-    st.markdown(
-        "The embedding table gives a word the **same** vector in every sentence (a lookup). "
-        "After the blocks, its vector depends on the words around it."
-    )
-    if not runnable:
-        st.warning("A skeleton has no embedding numbers; choose SmolLM2 or Gemma 3 above.")
-    else:
-        sentences_text = st.text_area(
-            "Sentences (one per line)", SENTENCES, key="arch-sentences", height=120
-        )
-        word = st.text_input("Word to compare", WORD, key="arch-word")
-        words = st.text_input("Words for the map (comma separated)", MAP_WORDS, key="arch-words")
-        sentences = tuple(s.strip() for s in sentences_text.splitlines() if s.strip())
-        word_list = tuple(w.strip() for w in words.split(",") if w.strip())
-        with_word = tuple(s for s in sentences if emb.contains_word(s, word.strip()))
-        if len(with_word) < 2:
-            st.warning(
-                f"{len(with_word)} sentence(s) contain the word {word.strip()!r}; the comparison "
-                "needs it in at least two sentences."
-            )
-        else:
-            with st.spinner("Comparing vectors..."), ui.friendly_errors():
-                result, points, explained = contrast(name, with_word, word.strip(), word_list)
-                labels = [f"s{sentences.index(s) + 1}" for s in result.sentences]
-                columns = st.columns(2)
-                with columns[0]:
-                    sharing.chart(
-                        charts.similarity_heatmap(
-                            result.static_similarity, labels, "Static (table row)"
-                        ),
-                        key="arch-static",
-                        title=f"{summary.name} static similarity",
-                    )
-                with columns[1]:
-                    sharing.chart(
-                        charts.similarity_heatmap(
-                            result.contextual_similarity, labels, "Contextual (after the blocks)"
-                        ),
-                        key="arch-contextual",
-                        title=f"{summary.name} contextual similarity",
-                    )
-                st.caption(
-                    "Cosine similarity: 1 means the vectors point the same way. "
-                    + " · ".join(
-                        f"**{tag}**: {ui.escape(s)}"
-                        for tag, s in zip(labels, result.sentences, strict=True)
-                    )
-                )
-                sharing.chart(
-                    charts.embedding_scatter(
-                        points,
-                        list(sentences),
-                        f"Contextual vectors, PCA to 2-D ({explained.sum():.0%} of the spread)",
-                    ),
-                    key="arch-pca",
-                    title=f"{summary.name} contextual vectors map",
-                )
-
-with tabs[4]:
     st.markdown(
         "Every Linear box in the tree computes **y = W·x + b**: each output is a weighted sum "
         "of the inputs plus a bias. Edit the numbers."

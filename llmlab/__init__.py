@@ -40,6 +40,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "forward_trace": ("llmlab.forward_pass", "forward_trace"),
     "attention_maps": ("llmlab.forward_pass", "attention_maps"),
     "embedding_contrast": ("llmlab.embeddings", "embedding_contrast"),
+    # embeddings
+    "sentence_embeddings": ("llmlab.embeddings", "sentence_embeddings"),
+    "embedding_steps": ("llmlab.embeddings", "embedding_steps"),
+    "semantic_search": ("llmlab.embeddings", "semantic_search"),
+    "word_analogy": ("llmlab.embeddings", "word_analogy"),
     # next token
     "next_token_distribution": ("llmlab.generation.next_token", "next_token_distribution"),
     "prompt_surprisal": ("llmlab.generation.next_token", "prompt_surprisal"),

@@ -214,6 +214,31 @@ def get_chat_formats() -> list[Any]:
     return loaded
 
 
+@st.cache_resource(show_spinner=False)
+def sentence_encoder() -> Any:
+    """The shared all-MiniLM-L6-v2 sentence encoder (loaded once per process, never mutated).
+
+    Raises when the pack is missing; pages call `get_sentence_encoder`, which says so instead.
+    """
+    from llmlab.embeddings import sentences
+
+    return sentences.load_encoder()
+
+
+def get_sentence_encoder() -> Any | None:
+    """The shared MiniLM encoder, with a spinner the first time; None (and a message, with an
+    offer to fetch its pack) when it cannot be loaded."""
+    from llmlab.embeddings import sentences
+
+    try:
+        with st.spinner("Loading all-MiniLM-L6-v2..."):
+            return sentence_encoder()
+    except Exception as error:  # noqa: BLE001 - a missing pack must not take the page down
+        show_error(error)
+        offer_fetch(sentences.PACK)
+    return None
+
+
 # --- packs -----------------------------------------------------------------------------------
 
 
@@ -370,6 +395,20 @@ def visible_whitespace(text: str) -> str:
 
 def escape(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def page_link(page: str, label: str, icon: str | None = None) -> None:
+    """A link to another page of the app (`app_pages/<name>.py`).
+
+    A page file run on its own (as the tests open a shared link) has no other pages to link
+    to; the link is then plain text naming the page.
+    """
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitPageNotFoundError:
+        st.markdown(f"{label} (page: {page.rsplit('/', 1)[-1].removesuffix('.py')})")
 
 
 def page_intro(title: str, intro: str) -> None:

@@ -13,6 +13,7 @@ PAGES = {
     "app_pages/next_token.py": ("next_token", "Next-Token"),
     "app_pages/decoding.py": ("decoding", "Decoding"),
     "app_pages/chat_vs_base.py": ("chat_vs_base", "Chat vs Base"),
+    "app_pages/embeddings.py": ("embeddings", "Embeddings"),
 }
 
 

@@ -140,13 +140,9 @@ def test_architecture_page():
     at = _open("architecture")
     at.selectbox(key="arch-model").set_value(MODEL).run()
     assert not at.exception and not at.error
-    at.text_input(key="arch-word").set_value("river").run()
-    kept = {"arch-model": MODEL, "arch-word": "river"}
+    kept = {"arch-model": MODEL}
     _sweep_text(at, "text_area", "arch-prompt", kept)
-    _sweep_text(at, "text_area", "arch-sentences", kept)
-    _sweep_text(at, "text_input", "arch-words", kept)
-    _sweep_text(at, "text_input", "arch-word", {"arch-model": MODEL})
-    _sweep_numbers(at, {"arch-model": MODEL})
+    _sweep_numbers(at, kept)
 
 
 def test_decoding_page():
@@ -213,6 +209,44 @@ def test_chat_vs_base_chat_formats_tab():
         at.number_input(key="cvb-fmt-turns").set_value(end).run()
         _check(at, {}, f"cvb-fmt-turns <- {end}")
         assert len(at.tabs[2].text_area) == 2 * end  # the system prompt and the turns
+
+
+# Each tab of the Embeddings page and its text inputs (only the open tab is drawn).
+EMBEDDING_TABS = {
+    "From text to vectors": [("text_area", "emb-text")],
+    "Similarity": [("text_area", "emb-sentences")],
+    "Semantic search": [("text_input", "emb-query")],
+    "Map": [("text_input", "emb-map-words")],
+    "Static vs contextual": [
+        ("text_area", "emb-context"),
+        ("text_input", "emb-word"),
+        ("text_input", "emb-context-words"),
+        *(("text_input", f"emb-{name}") for name in ("a", "b", "c", "expected")),
+    ],
+    "Classify": [("text_area", "emb-examples"), ("text_area", "emb-new")],
+}
+
+
+def test_embeddings_page():
+    at = _open("embeddings")
+    for tab, widgets in EMBEDDING_TABS.items():
+        at.session_state["emb-tab"] = tab
+        at.run()
+        assert not at.exception and not at.error, tab
+        kept = {"emb-tab": tab}
+        for kind, key in widgets:
+            _sweep_text(at, kind, key, kept)
+        _sweep_numbers(at, kept)
+    # A pasted corpus: every bad text as the whole corpus, then searched and mapped.
+    at.session_state["emb-tab"] = "Semantic search"
+    at.run()
+    at.radio(key="emb-source").set_value("My own sentences").run()
+    _sweep_text(at, "text_area", "emb-own", {"emb-source": "My own sentences"})
+    at.text_area(key="emb-own").set_value(TEXTS["1MB"]).run()
+    at.session_state["emb-tab"] = "Map"
+    at.run()
+    _check(at, {"emb-own": TEXTS["1MB"]}, "map of a 1MB corpus")
+    assert any("cut at its first 256 tokens" in i.value for i in at.info)
 
 
 BAD_NUMBERS = [-1, -1e9, math.nan, math.inf, -math.inf, 10**12, 1e300, True, "3"]

@@ -52,7 +52,6 @@ def test_offline_model_runs_prompt_and_layer_selector(app):
     assert [m.value for m in app.metric] == ["134,515,008"]
     assert app.slider(key="arch-layer").max == 29 and app.slider(key="arch-head").max == 8
     assert any("30 blocks" in m.value for m in app.markdown)  # the path from ids to logits
-    assert any("bank" in c.value and "s1" in c.value for c in app.caption)  # sentences named
     app.slider(key="arch-layer").set_value(5)
     app.slider(key="arch-head").set_value(2).run()  # both changes in one rerun
     assert not app.exception and not app.error
@@ -60,14 +59,26 @@ def test_offline_model_runs_prompt_and_layer_selector(app):
 
 
 def test_bad_input_keeps_the_page_working(app):
-    app.text_area(key="arch-prompt").set_value("")
-    app.text_input(key="arch-word").set_value("boat").run()
+    app.text_area(key="arch-prompt").set_value("").run()
     assert any("Type a prompt" in i.value for i in app.info)
-    assert any("at least two sentences" in w.value for w in app.warning)
     app.text_area(key="arch-prompt").set_value("word " * 200).run()
     assert any("only the first 128 are used" in w.value for w in app.warning)
     assert not app.exception and not app.error
-    assert app.session_state["arch-word"] == "boat"  # nothing lost
+    assert app.session_state["arch-layer"] == 5  # nothing lost
+
+
+def test_static_against_contextual_moved_to_the_embeddings_page(app):
+    """The tab now lives on the Embeddings page; Architecture links to it."""
+    assert "Embeddings" not in app.session_state["_saved-architecture"].get("arch-tab", "")
+    links = app.get("page_link")
+    assert [link.proto.page for link in links] == ["embeddings"], links
+    assert "Embeddings page" in links[0].proto.label
+    app.switch_page("app_pages/embeddings.py").run()
+    app.session_state["emb-tab"] = "Static vs contextual"
+    app.run()
+    assert not app.exception and not app.error
+    assert any("s1" in c.value and "bank" in c.value for c in app.caption)
+    app.switch_page("app_pages/architecture.py").run()
 
 
 @pytest.mark.browser
@@ -87,9 +98,6 @@ LINK = {
     "prompt": "The <b>dog</b> barked at the",
     "layer": "5",
     "head": "2",
-    "sentences": "The bank of the river\nA river runs cold\nThe bank lends money",
-    "word": "river",
-    "words": "river, bank",
     "w11": "3.0",
     "b2": "-2.5",
     "x3": "0.5",
@@ -113,9 +121,6 @@ def test_a_link_reproduces_every_input(linked):
     assert at.session_state["arch-tab"] == "Run a prompt"
     assert at.text_area(key="arch-prompt").value == LINK["prompt"]
     assert (at.slider(key="arch-layer").value, at.slider(key="arch-head").value) == (5, 2)
-    assert at.text_area(key="arch-sentences").value == LINK["sentences"]
-    assert at.text_input(key="arch-word").value == "river"
-    assert at.text_input(key="arch-words").value == "river, bank"
     # The toy layer computes with the numbers from the link (w11, b2 and x3 changed).
     expected = forward_pass.linear_layer([[3.0, -1.0, 0.0], [0.5, 2.0, 1.0]], [2.0, 1.0, 0.5],
                                          [0.5, -2.5])  # fmt: skip
@@ -137,13 +142,13 @@ def test_the_sidebar_offers_the_link_settings_and_a_download_per_chart_and_table
     assert [b.label for b in sidebar.get("download_button")] == ["Download settings"]
     assert len(sidebar.get("file_uploader")) == 1
     labels = [b.label for b in at.main.get("download_button")]
-    # Treemap, memory, forward-pass spread, attention, two similarity maps and the PCA map.
-    assert labels.count("Chart as HTML") == len(at.get("plotly_chart")) == 7
+    # Treemap, memory, forward-pass spread and attention.
+    assert labels.count("Chart as HTML") == len(at.get("plotly_chart")) == 4
     # Config, parameter breakdown, architectures compared and the forward-pass table.
     assert labels.count("Table as CSV") == 4
     keys = {b.id.rsplit("-", 1)[0].split("arch-", 1)[-1] for b in at.main.get("download_button")}
-    assert keys == {"treemap", "memory", "flow", "attention", "static", "contextual", "pca",
-                    "config", "breakdown", "compare", "trace"}  # fmt: skip
+    assert keys == {"treemap", "memory", "flow", "attention", "config", "breakdown", "compare",
+                    "trace"}  # fmt: skip
 
 
 def test_a_settings_file_gives_back_the_same_inputs(monkeypatch):
@@ -193,7 +198,6 @@ def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
             "x1": "inf",
             "b1": "NaN",
             "prompt": "x" * 100_000,
-            "words": "<script>alert(1)</script>",
             "totally_unknown": "1",
         }
     )
@@ -208,12 +212,11 @@ def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
     assert at.session_state["arch-w11"] == 1.0 and at.session_state["arch-x1"] == 2.0
     for body in html_bodies(at):
         assert RAW_HTML.search(body) is None, body[:200]
-    assert dict(at.query_params) == {"model": "gpt2-small", "words": "<script>alert(1)</script>"}
-    # Text is text: with a real model, the script tag stays plain words in the word box.
-    at = page_from_link({"model": MODEL, "words": "<script>alert(1)</script>", "prompt": "<b>x"})
+    assert dict(at.query_params) == {"model": "gpt2-small"}
+    # Text is text: with a real model, the script tag stays plain words in the prompt box.
+    at = page_from_link({"model": MODEL, "prompt": "<script>alert(1)</script><b>x"})
     assert not at.exception
-    assert at.text_input(key="arch-words").value == "<script>alert(1)</script>"
-    assert at.text_area(key="arch-prompt").value == "<b>x"
+    assert at.text_area(key="arch-prompt").value == "<script>alert(1)</script><b>x"
     for body in html_bodies(at):
         assert RAW_HTML.search(body) is None and "<b>x" not in body
 
@@ -240,9 +243,8 @@ def test_inputs_follow_the_widgets_and_survive_leaving_the_page():
     at.selectbox(key="arch-model").set_value(MODEL).run()
     at.slider(key="arch-layer").set_value(7)
     at.slider(key="arch-head").set_value(4).run()
-    at.text_input(key="arch-word").set_value("river").run()
     assert not at.exception and not at.error
-    assert at.query_params["layer"] == "7" and at.query_params["word"] == "river"
+    assert at.query_params["layer"] == "7"
     # Emptying the prompt hides the layer and head sliders; typing again finds them as they were.
     at.text_area(key="arch-prompt").set_value("").run()
     at.text_area(key="arch-prompt").set_value("One two three four").run()
@@ -253,9 +255,8 @@ def test_inputs_follow_the_widgets_and_survive_leaving_the_page():
     assert at.selectbox(key="arch-model").value == MODEL
     assert at.text_area(key="arch-prompt").value == "One two three four"
     assert (at.slider(key="arch-layer").value, at.slider(key="arch-head").value) == (7, 4)
-    assert at.text_input(key="arch-word").value == "river"
     assert dict(at.query_params) == {
-        "model": MODEL, "prompt": "One two three four", "layer": "7", "head": "4", "word": "river"
+        "model": MODEL, "prompt": "One two three four", "layer": "7", "head": "4"
     }  # fmt: skip
 
 

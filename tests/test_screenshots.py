@@ -3,8 +3,9 @@
 `make screenshots` runs this module with LLMLAB_SCREENSHOTS=docs/screenshots and so refreshes the
 pictures in the repository; `make test` runs it too, into a temporary folder. Each page is opened
 at 1400 px wide, with its default inputs (plain English: the headless browser has no emoji font),
-left to finish (Decoding and Chat vs Base after a short greedy run), and saved as a PNG of at most
-MAX_HEIGHT px, reduced to a 256-colour palette so the files stay small.
+left to finish (Decoding and Chat vs Base after a short greedy run; Embeddings on its Map tab),
+and saved as a PNG of at most MAX_HEIGHT px, reduced to a 256-colour palette so the files stay
+small.
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def test_page_as_it_opens(page, app_url, screenshots_dir, path, heading, name):
         ".js-plotly-plot, [data-testid='stDataFrame'], [data-testid='stTable']"
     ).first.wait_for()
     _save(page, screenshots_dir, name)
+
+
+def test_embeddings_map_of_the_corpus(page, app_url, screenshots_dir):
+    _open(page, app_url, "embeddings?tab=Map", "Embeddings")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=RUN_TIMEOUT)
+    wait_for_app(page, timeout=RUN_TIMEOUT)
+    _save(page, screenshots_dir, "embeddings.png")
 
 
 def test_decoding_after_a_short_greedy_run(page, app_url, screenshots_dir):

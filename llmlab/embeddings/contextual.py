@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from llmlab.architecture import require_weights
+from llmlab.embeddings.projection import pca_2d
+from llmlab.embeddings.similarity import cosine_matrix
 from llmlab.forward_pass import token_label
 
 # --- static vs contextual embeddings ---------------------------------------------------------------
@@ -49,12 +51,6 @@ def _word_positions(tokenizer: Any, sentence: str, word: str) -> tuple[list[int]
         if end > start and start < match.end() and end > match.start()
     ]
     return list(encoded["input_ids"]), positions
-
-
-def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
-    """Pairwise cosine similarities of the rows of `vectors`."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return unit @ unit.T
 
 
 @dataclass
@@ -130,26 +126,6 @@ class ProjectedPoint:
     kind: str  # "static" or "contextual"
     x: float
     y: float
-
-
-def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project rows onto their two main directions (SVD of the centred data).
-
-    Returns the (n, 2) coordinates and the share of variance each direction explains.
-    """
-    if vectors.ndim != 2 or len(vectors) < 2:
-        raise ValueError(f"vectors of shape {vectors.shape} needs at least two rows")
-    centred = vectors - vectors.mean(0)
-    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
-    # SVD signs are arbitrary; fix them so the picture does not flip between runs.
-    signs = np.sign(directions[:2, np.argmax(np.abs(directions[:2]), axis=1)].diagonal())
-    coordinates = centred @ (directions[:2].T * np.where(signs == 0, 1, signs))
-    variance = singular**2
-    explained = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
-    if coordinates.shape[1] < 2:  # two identical points have one (empty) direction
-        coordinates = np.pad(coordinates, ((0, 0), (0, 2 - coordinates.shape[1])))
-        explained = np.pad(explained, (0, 2 - len(explained)))
-    return coordinates, explained
 
 
 def embedding_projection(
