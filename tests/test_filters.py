@@ -173,3 +173,24 @@ def test_repetition_penalty_needs_ids_and_accepts_empty_history():
 def test_bad_logits_shape():
     with pytest.raises(ValueError, match="shape"):
         TopK(1)(torch.zeros(1, 2, 3))
+
+
+@pytest.mark.parametrize("vocab", [49_152, 262_144])
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95])
+@pytest.mark.parametrize("spread", [1.0, 3.0, 8.0])
+def test_top_p_over_a_real_vocabulary_size_matches_transformers(vocab, top_p, spread):
+    """Large vocabularies take the top-k path (no full sort) where it is safe: same result."""
+    generator = torch.Generator().manual_seed(vocab + int(top_p * 100) + int(spread))
+    logits = torch.randn(3, vocab, generator=generator) * spread
+    logits[1] /= 4  # a flat row: its cut falls outside the top 1024, so the full sort decides
+    ours = TopP(top_p)(logits)
+    theirs = TopPLogitsWarper(top_p)(None, logits.clone())
+    assert torch.equal(ours == -math.inf, theirs == -math.inf)
+    assert torch.equal(ours[ours > -math.inf], theirs[theirs > -math.inf])
+
+
+def test_top_p_fast_path_is_taken_for_a_peaked_row_and_refused_for_a_flat_one():
+    peaked = torch.zeros(1, 50_000)
+    peaked[0, :10] = torch.arange(10, 0, -1).float() * 2
+    assert TopP(0.9).via_top(peaked) is not None
+    assert TopP(0.9).via_top(torch.zeros(1, 50_000)) is None  # all tied: the full sort decides

@@ -82,19 +82,30 @@ def max_batch_from_env(environ: dict[str, str] | None = None) -> int:
 _threads_configured = False
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` may allow fewer)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
+
+
 def configure_threads() -> None:
     """Set torch's thread counts once, on purpose.
 
     Intra-op threads (those that split one matrix product) = the cores this process may use;
     inter-op threads = 1, since the engine runs one forward pass at a time. Called when the
     first engine is made.
+
+    The count is kept per thread: the scheduler thread uses every core for its forward passes
+    and one for the requests' own work between them (filters, sampling, records over a
+    vocabulary of up to 262,144 scores), which two threads only slow down: splitting a
+    quarter-million-element operation costs more in waiting for the other core than it saves,
+    ten times more when that core is busy elsewhere.
     """
     global _threads_configured
     if _threads_configured:
         return
     _threads_configured = True
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, cores or 1))
+    torch.set_num_threads(usable_cores())
     with contextlib.suppress(RuntimeError):  # refused once inter-op work has started
         torch.set_num_interop_threads(1)
 
@@ -295,6 +306,7 @@ class Engine:
     def _serve(self, loaded: Any) -> None:
         """The scheduler thread: admit, run, advance every request, drop the finished; repeat."""
         torch.set_grad_enabled(False)  # the mode is per thread
+        cores = usable_cores()
         batch = Batch(loaded.model, pad_id=_pad_id(loaded))
         logits: torch.Tensor | None = None  # the last step's logits, one row per running row
         while True:
@@ -314,15 +326,18 @@ class Engine:
                 if admitted:
                     prompts = [p for r in admitted for p in r.stepper.prompts]
                     with COMPUTE_LOCK:
+                        torch.set_num_threads(cores)
                         new_logits = batch.prefill(prompts)
                     self.stats.prefills += 1
                     logits = new_logits if logits is None else torch.cat([logits, new_logits])
                 assert logits is not None
+                torch.set_num_threads(1)  # see `configure_threads`
                 tokens, order = self._advance_all(logits)
                 batch.select(order)
                 logits = None
                 if tokens:
                     with COMPUTE_LOCK:
+                        torch.set_num_threads(cores)
                         logits = batch.step(tokens)
                     self.stats.steps += 1
                     self.stats.rows_stepped += len(tokens)

@@ -184,6 +184,9 @@ class TopP:
         if scores.shape[-1] > 1 and bool((scores[..., :-1] > scores[..., 1:]).all()):
             out = self.on_sorted(scores)  # no ties: the same result, without a sort
             return out.squeeze(0) if squeezed else out
+        fast = self.via_top(scores)
+        if fast is not None:
+            return fast.squeeze(0) if squeezed else fast
         # Same arithmetic as transformers: sort ascending and drop the low tail whose
         # cumulative mass is <= 1 - top_p; the last (most likely) token is always kept.
         sorted_logits, sorted_indices = torch.sort(scores, descending=False)
@@ -193,6 +196,45 @@ class TopP:
         remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
         out = scores.masked_fill(remove, FILTER_VALUE)
         return out.squeeze(0) if squeezed else out
+
+    def via_top(self, scores: torch.Tensor, count: int = 1024) -> torch.Tensor | None:
+        """`__call__` without sorting the whole vocabulary, or None where that is not safe.
+
+        Sorting 262,144 scores takes tens of milliseconds, per row and per step; the cut almost
+        always falls among the few hundred most likely tokens. So only the top `count` are
+        sorted (`torch.topk`), with the mass of all the others added below them, which is what
+        the full ascending cumulative sum holds there. This is used only when every token
+        outside the top `count` is removed with room to spare (their mass is below 1 - top_p
+        by more than float rounding) and no tie sits at the cut; otherwise None, and the caller
+        sorts everything.
+
+            >>> TopP(0.7).via_top(torch.tensor([[2.0, 1.0, 0.0]]), count=2)
+            tensor([[2., 1., -inf]])
+        """
+        vocab = scores.shape[-1]
+        if count >= vocab:
+            return None
+        probs = torch.softmax(scores, dim=-1)
+        top_scores, top_ids = torch.topk(scores, count, dim=-1)  # high to low
+        top_probs = probs.gather(-1, top_ids)
+        tail = (probs.sum(dim=-1, keepdim=True) - top_probs.sum(dim=-1, keepdim=True)).clamp(min=0)
+        if bool((tail >= (1 - self.top_p) - 1e-5).any()):
+            return None
+        ascending = top_probs.flip(-1)
+        remove_ascending = (tail + ascending.cumsum(dim=-1)) <= (1 - self.top_p)
+        remove_ascending[..., -1:] = False
+        remove_top = remove_ascending.flip(-1)  # back to high-to-low, like top_ids
+        # A tie at the cut (the last kept and the first removed score equal) is ordered by the
+        # full sort in its own way: leave such rows to it.
+        kept = (~remove_top).sum(dim=-1)
+        if bool((kept < count).any()):
+            last = top_scores.gather(-1, (kept - 1).clamp(min=0)[:, None])
+            first_removed = top_scores.gather(-1, kept.clamp(max=count - 1)[:, None])
+            if bool(((last == first_removed) & (kept < count)[:, None]).any()):
+                return None
+        remove = torch.ones_like(scores, dtype=torch.bool)
+        remove.scatter_(-1, top_ids, remove_top)
+        return scores.masked_fill(remove, FILTER_VALUE)
 
     def on_sorted(self, logits: torch.Tensor) -> torch.Tensor:
         """`__call__` for logits already sorted high-to-low, taking that order as the sort
