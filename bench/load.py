@@ -1,13 +1,18 @@
-"""Many students, one server: N browser sessions run greedy decoding at the same moment.
+"""Many students, one server: N browser sessions press Generate at the same moment.
 
 Starts the real app with `streamlit run` on a free loopback port, then for each N drives N
-headless Chromium sessions (one browser, N contexts, Playwright's async API) that each open
-the Decoding page, pick SmolLM2 in float32, set "Max new tokens" to 16, press Generate and wait
-for the text. Prints, per N: how many sessions finished, the median and 95th-percentile latency
-(click to finished text), the server's peak RSS, and whether every greedy text equals the
-single-user one. Bounded: every session has a time limit and the server is stopped at the end.
+headless Chromium sessions (one browser, N contexts, Playwright's async API) that each open the
+Decoding page from a link (SmolLM2 in float32, 16 new tokens, greedy), wait until every page is
+ready, then all press Generate together and wait for the text. Prints, per N: how many sessions
+finished, the median and 95th-percentile latency (click to finished text), the server's peak
+RSS, and whether every greedy text equals the single-user one; then the rate the page reports
+for one student beside the library's own rate for the same request. Bounded: every session has
+a time limit and the server is stopped at the end.
 
-    .venv/bin/python bench/load.py [--sessions 1 4 8 16] [--tokens 16] [--timeout 300]
+On two cores the browsers share the CPU with the server: `bench/serving.py` measures the same
+requests in-process, without them.
+
+    .venv/bin/python bench/load.py [--sessions 1 4 8 16 32] [--tokens 16] [--timeout 300]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import psutil
 from playwright.async_api import Browser, async_playwright
@@ -44,6 +50,8 @@ CHROMIUM_ARGS = [
 ]
 DONE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 RESULT = "[data-testid='stMarkdown'] div[style*='pre-wrap'] b"
+CAPTION = re.compile(r"(\d+) tokens? in ([\d.]+) s")
+PROMPT = "Once upon a time"
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Outcome:
     seconds: float
     text: str = ""
     error: str = ""
+    page_rate: float = 0.0  # tokens/s from the page's caption ("16 tokens in 0.9 s")
 
 
 def free_port() -> int:
@@ -97,57 +106,72 @@ async def watch_rss(process: psutil.Process, peak: list[int], stop: asyncio.Even
         await asyncio.sleep(0.2)
 
 
-async def one_session(browser: Browser, url: str, tokens: int, timeout_s: float) -> Outcome:
-    """Open /decoding, choose SmolLM2 + float32 + `tokens` new tokens, Generate, read the text."""
+async def open_session(browser: Browser, url: str, tokens: int, timeout_s: float):
+    """A student's tab on the Decoding page, opened from a link: SmolLM2, float32, `tokens`
+    new tokens, greedy, the template off. Returns (context, page) once the page is ready."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
-    ms = int(timeout_s * 1000)
     # Every step waits as long as a session may take (Playwright's own default is 30 s): on two
-    # busy cores a widget can take longer than that to appear, and a student would wait for it.
-    page.set_default_timeout(ms)
-    start = time.perf_counter()
+    # busy cores a page can take longer than that to appear, and a student would wait for it.
+    page.set_default_timeout(int(timeout_s * 1000))
+    query = urlencode(
+        {"model": "smollm2-135m-instruct", "precision": "float32", "template": "0",
+         "strategy": "greedy", "max_new_tokens": str(tokens), "prompt": PROMPT}
+    )  # fmt: skip
+    await page.goto(f"{url}/decoding?{query}")
+    await page.wait_for_selector(DONE)
+    await page.get_by_role("button", name="Generate").wait_for()
+    return context, page
+
+
+async def press_generate(page, timeout_s: float) -> Outcome:
+    """Click Generate, wait for the text; the latency and the rate the page itself reports."""
+    clicked = time.perf_counter()
     try:
-        await page.goto(f"{url}/decoding", timeout=ms)
-        await page.wait_for_selector(DONE, timeout=ms)
-        model_box = page.get_by_test_id("stSelectbox").filter(has_text="Model").first
-        if "SmolLM2" not in await model_box.inner_text():
-            await model_box.click()
-            await page.get_by_role("option", name=re.compile("SmolLM2")).first.click()
-            await page.wait_for_selector(DONE, timeout=ms)
-        await page.get_by_text("float32 · exact").click()
-        await page.wait_for_selector(DONE, timeout=ms)
-        slider = page.get_by_role("slider").first  # "Max new tokens", 1..512
-        await slider.focus()
-        await page.keyboard.press("Home")
-        for _ in range(tokens - 1):
-            await page.keyboard.press("ArrowRight")
-        await slider_reaches(slider, tokens, timeout_s)
-        await page.wait_for_selector(DONE, timeout=ms)
-        clicked = time.perf_counter()
         await page.get_by_role("button", name="Generate").click()
-        await page.locator(RESULT).first.wait_for(timeout=ms)
+        await page.locator(RESULT).first.wait_for()
         seconds = time.perf_counter() - clicked
         text = await page.locator(RESULT).first.inner_text()
+        caption = await page.get_by_text(CAPTION).first.inner_text()
+        found = CAPTION.search(caption)
+        rate = int(found.group(1)) / float(found.group(2)) if found and float(found.group(2)) else 0
         if await page.locator("[data-testid='stException']").count():
             return Outcome(False, seconds, text, "exception shown")
-        return Outcome(True, seconds, text)
+        return Outcome(True, seconds, text, page_rate=rate)
     except Exception as error:  # noqa: BLE001 - a failed session is counted, not fatal
-        return Outcome(
-            False, time.perf_counter() - start, error=f"{type(error).__name__}: {str(error)[:300]}"
-        )
+        seconds = time.perf_counter() - clicked
+        return Outcome(False, seconds, error=f"{type(error).__name__}: {str(error)[:300]}")
+
+
+async def one_round(browser: Browser, url: str, n: int, tokens: int, timeout_s: float):
+    """N students open the page, then all press Generate at the same moment."""
+    opened = await asyncio.gather(
+        *(open_session(browser, url, tokens, timeout_s) for _ in range(n)),
+        return_exceptions=True,
+    )
+    ready = [item for item in opened if not isinstance(item, BaseException)]
+    failed = [
+        Outcome(False, 0.0, error=f"page did not open: {type(item).__name__}")
+        for item in opened
+        if isinstance(item, BaseException)
+    ]
+    try:
+        outcomes = await asyncio.gather(*(press_generate(p, timeout_s) for _, p in ready))
     finally:
-        await context.close()
+        for context, _ in ready:
+            await context.close()
+    return [*outcomes, *failed]
 
 
-async def slider_reaches(slider, value: int, timeout_s: float) -> None:
-    """Wait until the slider shows `value` (aria-valuenow, or the value of a range input)."""
-    deadline = time.perf_counter() + timeout_s
-    while time.perf_counter() < deadline:
-        now = await slider.get_attribute("aria-valuenow") or await slider.input_value()
-        if now == str(value):
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"the slider did not reach {value}")
+def library_rate(tokens: int) -> float:
+    """The same request in this process, through the library alone: tokens per second."""
+    from llmlab import models
+    from llmlab.generation import decoding
+
+    loaded = models.load("smollm2-135m-instruct", dtype="float32")
+    decoding.generate(loaded, PROMPT, max_new_tokens=tokens)  # warm-up
+    result = decoding.generate(loaded, PROMPT, max_new_tokens=tokens)
+    return len(result.new_ids) / result.seconds
 
 
 def p95(values: list[float]) -> float:
@@ -166,7 +190,7 @@ async def run(args: argparse.Namespace) -> None:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             # Warm-up (not counted): the first session loads the model into the shared cache.
-            warm = await one_session(browser, url, args.tokens, args.timeout)
+            (warm,) = await one_round(browser, url, 1, args.tokens, args.timeout)
             if not warm.ok:
                 raise SystemExit(f"warm-up session failed ({warm.error}); log: {log_path}")
             reference = warm.text
@@ -175,17 +199,14 @@ async def run(args: argparse.Namespace) -> None:
                 peak, stop = [rss(proc)], asyncio.Event()
                 watcher = asyncio.create_task(watch_rss(proc, peak, stop))
                 started = time.perf_counter()
-                outcomes = await asyncio.gather(
-                    *(one_session(browser, url, args.tokens, args.timeout) for _ in range(n))
-                )
+                outcomes = await one_round(browser, url, n, args.tokens, args.timeout)
                 wall = time.perf_counter() - started
                 stop.set()
                 await watcher
                 done = [o for o in outcomes if o.ok]
-                times = [o.seconds for o in done]
                 same = sum(o.text == reference for o in done)
                 errors = sorted({o.error for o in outcomes if not o.ok})
-                rows.append((n, len(done), times, peak[0], same, wall, errors))
+                rows.append((n, done, peak[0], same, errors))
                 print(f"N={n}: {len(done)}/{n} done in {wall:.1f} s {errors or ''}", flush=True)
             await browser.close()
     finally:
@@ -196,20 +217,31 @@ async def run(args: argparse.Namespace) -> None:
             server.kill()
 
     print(f"\nSmolLM2-135M float32, greedy, {args.tokens} new tokens, {os.cpu_count()} CPU cores")
-    print("| N | completed | median s | p95 s | wall s | peak RSS (server) | same greedy text |")
-    print("|---|---|---|---|---|---|---|")
-    for n, ok, times, peak_rss, same, wall, _ in rows:
+    print("Latency: from the Generate click (all N at once) to the finished text in the page.")
+    print("| N | completed | median s | p95 s | peak RSS (server) | same greedy text |")
+    print("|---|---|---|---|---|---|")
+    for n, done, peak_rss, same, _ in rows:
+        times = [o.seconds for o in done]
         median = f"{statistics.median(times):.1f}" if times else "-"
         high = f"{p95(times):.1f}" if times else "-"
         print(
-            f"| {n} | {ok}/{n} ({100 * ok / n:.0f}%) | {median} | {high} | {wall:.1f} | "
-            f"{peak_rss / 2**30:.2f} GB | {same}/{ok} |"
+            f"| {n} | {len(done)}/{n} ({100 * len(done) / n:.0f}%) | {median} | {high} | "
+            f"{peak_rss / 2**30:.2f} GB | {same}/{len(done)} |"
         )
+    single = [o for n, done, *_ in rows if n == 1 for o in done]
+    if single:
+        page = single[0].page_rate
+        library = library_rate(args.tokens)
+        print("\n| one student | tokens/s |")
+        print("|---|---|")
+        print(f"| the page's own report (N tokens in T s) | {page:.1f} |")
+        print(f"| the library alone, same request, in this process | {library:.1f} |")
+        print(f"| page / library | {page / library:.2f}x |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per session")
     args = parser.parse_args()

@@ -486,7 +486,7 @@ def test_page_switch_mid_reply_keeps_the_message_and_the_stopped_reply(page, app
     """Leave Chat vs Base while the chat model answers, come back: the message is in the
     history, the reply so far is kept and marked as stopped, and the chat goes on."""
     open_page(page, app_url, "chat_vs_base?reply_max_new_tokens=256&reply_strategy=greedy")
-    page.get_by_role("tab", name="Chat").click()
+    page.get_by_role("tab", name="Chat", exact=True).click()
     box = page.get_by_placeholder("Message the chat model")
     box.fill("Write a long story about a dragon who learns to bake bread.")
     box.press("Enter")
@@ -504,7 +504,7 @@ def test_page_switch_mid_reply_keeps_the_message_and_the_stopped_reply(page, app
     page.get_by_role("heading", name="Chat vs Base").first.wait_for()
     wait_for_app(page)
     no_exception(page)
-    page.get_by_role("tab", name="Chat").click()
+    page.get_by_role("tab", name="Chat", exact=True).click()
     messages = page.locator("[data-testid='stChatMessage']")
     page.get_by_text("Stopped half-way").wait_for()
     assert "dragon" in messages.nth(0).inner_text()

@@ -40,7 +40,7 @@ import weakref
 from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -195,6 +195,24 @@ class Request:
 
 
 # --- the engine -------------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """What `llmlab.generation.decoding` needs from whatever runs the model.
+
+    `Engine` below runs it in this process. A backend for an OpenAI-compatible server that
+    returns log-probabilities (vLLM, llama.cpp's llama-server) would take the same requests
+    and fill the same mailboxes with steps built from each token's ``top_logprobs``; see
+    docs/scaling.md for what such a server can and cannot give the pages.
+    """
+
+    def submit(self, loaded: Any, stepper: Any) -> Request: ...
+
+    def queue_position(self, request: Request) -> int | None: ...
+
+    def snapshot(self) -> dict[str, int]: ...
+
+    def close(self, timeout: float = 10.0) -> None: ...
 
 
 @dataclass
