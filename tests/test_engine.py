@@ -298,3 +298,38 @@ def test_the_process_exits_cleanly_with_a_request_in_flight(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "left mid-run" in done.stdout and "terminate called" not in done.stderr
+
+
+def test_a_waiting_student_sees_their_place_until_the_run_starts():
+    from llmlab import ui
+
+    class Stream:  # the queue as a page sees it: 2 ahead, then 1, then next, then running
+        positions = [2, 2, 1, 0, None]
+
+        def wait_started(self, timeout):
+            return not self.positions
+
+        def queue_position(self):
+            return self.positions.pop(0)
+
+    class Placeholder:
+        def __init__(self):
+            self.shown = []
+
+        def info(self, text, icon=None):
+            self.shown.append(text)
+
+        def empty(self):
+            self.shown.append("(cleared)")
+
+    placeholder = Placeholder()
+    ui.wait_for_turn(Stream(), placeholder, " Stop cancels it.")
+    assert placeholder.shown == [
+        "Waiting for the model: 2 requests are ahead of yours (it serves many at once, in turn)."
+        " Stop cancels it.",
+        "Waiting for the model: 1 request is ahead of yours (it serves many at once, in turn)."
+        " Stop cancels it.",
+        "Waiting for the model: it is serving as many requests as it can at once; yours is next."
+        " Stop cancels it.",
+        "(cleared)",
+    ]
