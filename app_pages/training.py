@@ -163,6 +163,10 @@ def show_progress(job: jobs.TrainingJob) -> None:
     )  # fmt: skip
     sharing.chart(figure, key="train-loss-chart", title="Loss while training")
     snapshot = progress.snapshots[-1]
+    if job.done and len(progress.snapshots) > 1:  # look back at any checkpoint
+        steps = [shot.step for shot in progress.snapshots]
+        chosen = st.select_slider("Checkpoint", steps, value=steps[-1], key="train-checkpoint")
+        snapshot = progress.snapshots[steps.index(chosen)]
     st.markdown(f"**A sample at step {snapshot.step:,}** (same prompt, same seed every time)")
     st.code(snapshot.sample, language=None, wrap_lines=True)
     st.markdown(
@@ -233,6 +237,24 @@ def _safe(name: str) -> bool:
     return True
 
 
+def load_saved() -> None:
+    """A model saved earlier (on this server, under LLMLAB_HOME) back into the pickers."""
+    names = saving.saved_names()
+    if not names:
+        return
+    with st.expander("Models saved on this server", icon=":material/folder_open:"):
+        chosen = st.selectbox("Saved model", names, key="train-saved")
+        if st.button("Load and use it", key="train-load"):
+            with ui.friendly_errors():
+                ui.use_own_model(saving.load(chosen))
+                st.success(
+                    f"{chosen} is in the pickers of Next-Token, Decoding and Architecture, "
+                    "as “(yours)”."
+                )
+
+
+with settings_column:
+    load_saved()
 with live_column:
     live_view()
     job = current_job()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 from app_helpers import ROOT, page_from_link
 from streamlit.testing.v1 import AppTest
 
@@ -211,3 +212,27 @@ def test_a_refused_second_run_keeps_the_first_model_and_says_why():
     assert not at.exception
     assert any("empty" in e.value for e in at.error)
     assert at.session_state["train-job"] is first and "train-use" in [b.key for b in at.button]
+
+
+def test_a_saved_model_can_be_loaded_back_into_the_pickers(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMLAB_HOME", str(tmp_path))
+    at = _tiny(_open(), steps=4)
+    job = _train(at)
+    at.text_input(key="train-name").set_value("fox").run()
+    at.button(key="train-save").click().run()
+    at.run()
+    assert at.selectbox(key="train-saved").options == ["fox"]
+    at.button(key="train-load").click().run()
+    own = at.session_state["llmlab-own-model"]
+    assert own.name == "saved-fox" and own is not job.result.model
+    ids = torch.tensor([own.tokenizer("The fox")["input_ids"]])
+    assert torch.equal(own.model(ids).logits, job.result.model.model(ids).logits)
+
+
+def test_after_training_any_checkpoint_can_be_looked_at_again():
+    at = _tiny(_open(), steps=10)
+    job = _train(at)
+    steps = [shot.step for shot in job.progress.snapshots]
+    assert at.select_slider(key="train-checkpoint").value == steps[-1]
+    at.select_slider(key="train-checkpoint").set_value(steps[0]).run()
+    assert any(c.value == job.progress.snapshots[0].sample for c in at.code)
