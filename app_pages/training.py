@@ -74,12 +74,16 @@ with settings_column:
             "BPE vocabulary size", *SETTINGS.bounds("vocab"), key="train-vocab",
             help="256 bytes plus the merges learnt from the training part of the text.",
         )  # fmt: skip
-    shown_vocab = 87 if tokenizer == "char" else vocab + 2
+    if tokenizer == "char":  # every character of the text, plus the 2 special tokens
+        chosen_text = botchan() if source == SOURCES[0] else STATE.get("train-own", "")
+        shown_vocab = len(set((chosen_text or "")[: loop.MAX_TEXT_CHARS])) + 2
+    else:
+        shown_vocab = int(vocab) + 2
     preset_name = st.selectbox(
         "Model size", list(presets.PRESETS), key="train-preset",
         format_func=lambda n: presets.PRESETS[n].describe(shown_vocab),
-        help="Parameters counted by the same formulas as the Architecture page (for 85 "
-        "characters or the BPE vocabulary, plus 2 special tokens).",
+        help="Parameters counted by the same formulas as the Architecture page, for this "
+        f"text's vocabulary ({shown_vocab:,} tokens, 2 of them special).",
     )  # fmt: skip
     rate = st.number_input(
         "Learning rate (peak)", *SETTINGS.bounds("learning_rate"), key="train-lr",
