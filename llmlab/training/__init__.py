@@ -1,6 +1,6 @@
 """Pre-train a tiny GPT-2 from scratch: sizes (`presets`), tokenizers (`tokenizer`), the lines
-to beat (`baselines`), the loop (`loop`), a background run and its queue (`jobs`), and saved
-models (`saving`).
+to beat (`baselines`), the text and the loss on it (`data`), the loop (`loop`), a background run
+and its queue (`jobs`), and saved models (`saving`).
 
 >>> from llmlab.training import PRESETS, train_tiny_gpt
 >>> sorted(PRESETS)
