@@ -89,6 +89,8 @@ def attention(name: str, text: str, layer: int):
 
 
 def limit(name: str) -> int:
+    if ui.is_own_model(name):  # trained on the Training page: no folder to read a config from
+        return min(PAGE_TOKEN_LIMIT, ui.own_model().facts.context_length)
     return min(PAGE_TOKEN_LIMIT, structure(name)[1].context_length)
 
 
@@ -128,10 +130,10 @@ name = st.selectbox(
     "exact shape but holds no numbers. The offline models are real and can run a prompt.",
 )
 runnable = name not in SKELETONS
-if not runnable or registry.resolve_model(name).source == "offline":
+if not runnable or (not ui.is_own_model(name) and registry.resolve_model(name).source == "offline"):
     with st.spinner("Building the model's skeleton..."), ui.friendly_errors():
         breakdown, summary, outline = structure(name)
-else:  # a Hub model: its config comes with the weights
+else:  # a Hub model (its config comes with the weights) or the session's own model
     loaded = ui.get_model(name)
     if loaded is None:
         SETTINGS.publish()  # the link and the share controls stay usable

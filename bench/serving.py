@@ -135,6 +135,10 @@ def main() -> None:
         help="largest N for the thread-each path (it takes about N times one request)",
     )  # fmt: skip
     parser.add_argument("--stagger-n", type=int, default=16)
+    parser.add_argument(
+        "--caps", nargs="*", type=int, default=[8, 16, 32, 64],
+        help="LLMLAB_MAX_BATCH values to compare on 64 requests (SmolLM2, bfloat16)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, tokens per request: {TOKENS}\n")
     header = (
@@ -185,6 +189,22 @@ def main() -> None:
                 + " |"
                 * 9
             )
+
+    if args.caps:
+        loaded = models.load(args.models[0], dtype=args.dtypes[0])
+        engine = engine_for(loaded)
+        saved = engine.max_rows
+        print(f"\nLLMLAB_MAX_BATCH on 64 requests at once ({args.models[0]}, {args.dtypes[0]})\n")
+        print("| max batch | median | p95 | tok/s |")
+        print("| --- | --- | --- | --- |")
+        for cap in args.caps:
+            engine.max_rows = cap
+            latencies, wall = run_threads(64, engine_work(loaded))
+            print(
+                f"| {cap} | {statistics.median(latencies):.2f} s | {p95(latencies):.2f} s | "
+                f"{64 * TOKENS / wall:.0f} |"
+            )
+        engine.max_rows = saved
 
 
 if __name__ == "__main__":

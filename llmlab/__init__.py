@@ -54,6 +54,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     # decoding
     "generate": ("llmlab.generation.decoding", "generate"),
     "iter_generate": ("llmlab.generation.decoding", "iter_generate"),
+    # training
+    "train_tiny_gpt": ("llmlab.training", "train_tiny_gpt"),
+    "load_trained": ("llmlab.training", "load_trained"),
+    "save_trained": ("llmlab.training", "save_trained"),
     # chat
     "render_chat": ("llmlab.chat", "render_chat"),
     "compare": ("llmlab.chat", "compare"),

@@ -610,3 +610,45 @@ def repetition_figure(names: list[str], stats: list) -> go.Figure:
 
 # --- chat vs base -------------------------------------------------------------------------------
 # (section: chat)
+
+
+def training_loss_chart(
+    steps: list[int],
+    train_losses: list[float],
+    validation_losses: list[float],
+    baselines: dict[str, float],
+    perplexity: bool = False,
+    title: str = "",
+) -> go.Figure:
+    """Training and validation loss by step, with the baselines to beat as dotted lines; in
+    nats, or as perplexity (e^loss: as if choosing among that many tokens).
+
+    >>> figure = training_loss_chart([0, 10], [4.5, 3.0], [4.5, 3.2], {"bigram": 2.83})
+    >>> [trace.name for trace in figure.data], figure.layout.shapes[0].y0
+    (['training', 'validation'], 2.83)
+    >>> round(training_loss_chart([0], [1.0], [1.0], {}, perplexity=True).data[0].y[0], 3)
+    2.718
+    """
+    import math
+
+    def shown(values: list[float]) -> list[float]:
+        return [math.exp(min(v, 50.0)) for v in values] if perplexity else values
+
+    figure = go.Figure(
+        [
+            go.Scatter(x=steps, y=shown(train_losses), name="training", mode="lines+markers",
+                       line={"color": PALETTE[0]}),
+            go.Scatter(x=steps, y=shown(validation_losses), name="validation",
+                       mode="lines+markers", line={"color": PALETTE[3]}),
+        ]
+    )  # fmt: skip
+    for (name, value), colour in zip(baselines.items(), PALETTE[1:3] + PALETTE[5:], strict=False):
+        (level,) = shown([value])
+        figure.add_hline(
+            y=level, line={"dash": "dot", "color": colour},
+            annotation_text=f"{name} {level:.2f}", annotation_position="top right",
+        )  # fmt: skip
+    figure.update_xaxes(title="optimizer step", rangemode="tozero")
+    figure.update_yaxes(title="perplexity" if perplexity else "loss (nats per token)")
+    figure.update_layout(legend={"orientation": "h", "y": 1.12, "x": 0})
+    return base_layout(figure, title, height=380)

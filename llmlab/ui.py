@@ -131,7 +131,13 @@ def loaded_model_names() -> set[str]:
 
 
 def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
-    """The shared loaded model, with a status box while it loads; None (and a message) on failure."""
+    """The shared loaded model, with a status box while it loads; None (and a message) on failure.
+
+    The session's own model (trained on the Training page) is returned as it is, in float32.
+    """
+    own = own_model()
+    if own is not None and name == own.name:
+        return own
     try:
         spec = registry.resolve_model(name)
     except ValueError as error:
@@ -306,6 +312,30 @@ def offer_repairs(pack_names: Iterable[str], key: str) -> None:
         offer_fetch(name, key=f"{key}-{name}")
 
 
+# --- the student's own model ---------------------------------------------------------------
+
+OWN_MODEL_KEY = "llmlab-own-model"
+
+
+def own_model() -> LoadedModel | None:
+    """The model this session trained and chose to use (Training page), or None.
+
+    It lives in this session's state only: other students never see it, and it is gone when
+    the session ends (unless it was saved).
+    """
+    return st.session_state.get(OWN_MODEL_KEY)
+
+
+def use_own_model(loaded: LoadedModel) -> None:
+    """Offer `loaded` in the model pickers of Next-Token, Decoding and Architecture."""
+    st.session_state[OWN_MODEL_KEY] = loaded
+
+
+def is_own_model(name: str) -> bool:
+    own = own_model()
+    return own is not None and name == own.name
+
+
 # --- widgets ---------------------------------------------------------------------------------
 
 
@@ -318,6 +348,9 @@ def model_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
     names = [spec.name for spec in registry.available_models() if spec.kind in kinds]
     if not names:  # nothing loadable: still offer the offline ones so the page can say why
         names = [n for n in registry.OFFLINE_PAIR if registry.MODELS[n].kind in kinds]
+    own = own_model()
+    if own is not None and own.facts.kind in kinds:  # last, so the pages' defaults stay
+        names = [*names, own.name]
     return names
 
 
@@ -328,6 +361,8 @@ def picker_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
 
 
 def model_label(name: str) -> str:
+    if is_own_model(name):
+        return f"{own_model().facts.title} (yours)"  # type: ignore[union-attr]
     spec = registry.MODELS.get(name)
     if spec is None:
         return name

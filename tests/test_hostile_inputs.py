@@ -249,6 +249,24 @@ def test_embeddings_page():
     assert any("cut at its first 256 tokens" in i.value for i in at.info)
 
 
+def test_training_page():
+    at = _open("training")
+    at.radio(key="train-source").set_value("My own text").run()
+    kept = {"train-source": "My own text"}
+    _sweep_text(at, "text_area", "train-own", kept)
+    at.radio(key="train-tokenizer").set_value("bpe").run()
+    _sweep_numbers(at, kept)
+    at.radio(key="train-budget").set_value("Number of steps").run()
+    _sweep_numbers(at, kept)
+    # Train pressed on bad text: a clear message, the text still in its box, no run started.
+    at.selectbox(key="train-preset").set_value("tiny").run()
+    for label in ("empty", "whitespace", "nul+control", "lone surrogate", "script", "md link"):
+        at.text_area(key="train-own").set_value(TEXTS[label])
+        at.button(key="train-start").click().run()
+        _check(at, {**kept, "train-own": TEXTS[label]}, f"train <- {label}")
+        assert at.error and "train-job" not in at.session_state, label
+
+
 BAD_NUMBERS = [-1, -1e9, math.nan, math.inf, -math.inf, 10**12, 1e300, True, "3"]
 
 

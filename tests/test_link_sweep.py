@@ -14,7 +14,10 @@ from app_helpers import html_bodies, page_from_link
 
 from llmlab import page_state, sharing
 
-PAGES = ["tokenizers", "architecture", "next_token", "decoding", "chat_vs_base", "embeddings"]
+PAGES = [
+    "tokenizers", "architecture", "next_token", "decoding", "chat_vs_base", "embeddings",
+    "training",
+]  # fmt: skip
 CATALOGUE = {
     "empty": "",
     "whitespace": "   \t ",

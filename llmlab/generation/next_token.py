@@ -24,6 +24,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -243,6 +244,14 @@ def guess(loaded: LoadedModel, probabilities: torch.Tensor, text: str) -> Guess:
     return best
 
 
+def _final_norm(model: Any) -> Any:
+    """The norm before the LM head: `model.norm` in Llama and Gemma, `transformer.ln_f` in GPT-2."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "norm"):
+        return inner.norm
+    return model.transformer.ln_f
+
+
 def logit_lens(
     loaded: LoadedModel, prompt: str, top: int = 5, max_tokens: int | None = None
 ) -> LogitLens:
@@ -256,7 +265,7 @@ def logit_lens(
         return record.lens[top]
     model = loaded.model
     cap = getattr(model.config, "final_logit_softcapping", None)
-    norm, head = model.model.norm, model.get_output_embeddings()
+    norm, head = _final_norm(model), model.get_output_embeddings()
     states = record.layer_states.to(loaded.device, dtype=model.dtype)
     with exclusive(), torch.no_grad():
         normed = torch.cat([norm(states[:-1]), states[-1:]])
