@@ -54,6 +54,16 @@ def test_guess_reference_is_the_models_top_n(loaded):
         activities.guess_reference(loaded, "")
 
 
+_prompt_reference: dict[str, torch.Tensor] = {}
+
+
+def _after_prompt(loaded) -> torch.Tensor:
+    """transformers' log-probabilities after PROMPT (one forward pass per model per run)."""
+    if loaded.name not in _prompt_reference:
+        _prompt_reference[loaded.name] = _last_log_probs(loaded, _prompt_ids(loaded, PROMPT))
+    return _prompt_reference[loaded.name]
+
+
 @pytest.mark.parametrize(
     ("guess", "reading"),
     [("Paris", " Paris"), (" Paris", " Paris"), ("Paris  \n", " Paris"), ("Lyon", " Lyon")],
@@ -62,7 +72,7 @@ def test_a_one_token_guess_scores_its_log_probability(smollm2, guess, reading):
     score = activities.score_guess(smollm2, PROMPT, guess)
     ids = smollm2.tokenizer(reading, add_special_tokens=False)["input_ids"]
     assert len(ids) == 1 and score.reading == reading and score.token_ids == ids
-    expected = _last_log_probs(smollm2, _prompt_ids(smollm2, PROMPT))
+    expected = _after_prompt(smollm2)
     assert score.log_probability == pytest.approx(float(expected[ids[0]]), abs=1e-4)
     assert score.probability == pytest.approx(math.exp(score.log_probability))
     assert score.first_token_probability == pytest.approx(float(expected[ids[0]].exp()), abs=1e-5)
@@ -71,24 +81,28 @@ def test_a_one_token_guess_scores_its_log_probability(smollm2, guess, reading):
 
 
 @pytest.mark.parametrize(
-    "guess", ["Parisienne", "the city of light", "東京", "🥐 bread", "<b>x</b>"]
+    ("model", "guess"),
+    [("smollm2", "Parisienne"), ("smollm2", "東京 🥐 <b>x</b>"), ("gemma", "the city of light")],
 )
-def test_a_longer_guess_scores_every_token_given_the_ones_before(loaded, guess):
+def test_a_longer_guess_scores_every_token_given_the_ones_before(request, model, guess):
+    loaded = request.getfixturevalue(model)
     score = activities.score_guess(loaded, PROMPT, guess)
     prompt_ids = _prompt_ids(loaded, PROMPT)
-    # The reference: one forward pass per token, each on the prompt and the tokens before it.
+    # The reference: transformers' logits over the prompt and the whole reading (teacher
+    # forcing); token k of the reading is predicted at position len(prompt) - 1 + k.
     readings = {}
     for reading in (guess, " " + guess):
         ids = loaded.tokenizer(reading, add_special_tokens=False)["input_ids"]
-        readings[reading] = sum(
-            float(_last_log_probs(loaded, prompt_ids + ids[:k])[token])
-            for k, token in enumerate(ids)
-        )
+        with torch.no_grad():
+            logits = loaded.model(torch.tensor([prompt_ids + ids])).logits[0].float()
+        log_probs = torch.log_softmax(logits, dim=-1)
+        start = len(prompt_ids) - 1
+        readings[reading] = sum(float(log_probs[start + k, t]) for k, t in enumerate(ids))
     best = max(readings, key=readings.get)
     assert score.reading == best
     assert score.log_probability == pytest.approx(readings[best], abs=1e-3)
     assert score.log_probability < 0 and not score.matches_top
-    assert len(score.token_ids) == len(score.tokens) >= 1
+    assert len(score.token_ids) == len(score.tokens) > 1
 
 
 def test_empty_guesses_are_refused(smollm2):
@@ -100,7 +114,8 @@ def test_empty_guesses_are_refused(smollm2):
 def test_class_guess_table_counts_the_class_beside_the_model(smollm2):
     reference = activities.guess_reference(smollm2, PROMPT, top_n=5)
     guesses = ["Paris", " Paris", "Paris", "Lyon", "Parisienne", "banana"]
-    answers = [{"detail": activities.score_guess(smollm2, PROMPT, g).as_detail()} for g in guesses]
+    scores = {g: activities.score_guess(smollm2, PROMPT, g) for g in set(guesses)}
+    answers = [{"detail": scores[g].as_detail()} for g in guesses]
     table = activities.class_guess_table(reference, answers)
     assert list(table.columns) == ["guess", "model_probability", "model_rank", "students",
                                    "class_share", "top"]  # fmt: skip
@@ -114,9 +129,7 @@ def test_class_guess_table_counts_the_class_beside_the_model(smollm2):
     # A guess outside the top 5 gets its own row with the model's probability for it.
     banana = table.set_index("guess").loc[" banana"]
     assert banana["students"] == 1 and pd_isna(banana["model_rank"])
-    assert banana["model_probability"] == pytest.approx(
-        activities.score_guess(smollm2, PROMPT, "banana").probability
-    )
+    assert banana["model_probability"] == pytest.approx(scores["banana"].probability)
     assert activities.matched_count(answers) == 3
     figure = charts.guess_chart(table)
     assert list(figure.data[0].x) == table["class_share"].tolist()
