@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -336,9 +336,8 @@ class ClassStore:
         migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         # Units of work that write start with BEGIN IMMEDIATE on SQLite (see _make_engine).
-        self._writer = sessionmaker(
-            self.engine.execution_options(llmlab_write=True), expire_on_commit=False
-        )
+        self._write_engine = self.engine.execution_options(llmlab_write=True)
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._joins = _JoinLimiter(FAILED_JOINS_PER_CLIENT, FAILED_JOINS_GLOBAL, JOIN_WINDOW)
 
     def __repr__(self) -> str:
@@ -551,16 +550,31 @@ class ClassStore:
             isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score)
         ):
             raise ValueError(f"score={score!r} is not allowed: allowed a number or None")
+        # Who and which round are read first, outside the write lock; the write itself is two
+        # statements, so the many students of a burst hold SQLite's one writer lock briefly.
+        with self._session() as session:
+            row = self._class(session, code)
+            student_id = self._student(session, row, token).id
+            found = self._round(session, row, round_id)
+            if found.status != "open":
+                raise RoundClosed(f"round {found.number} is {found.status}: no more answers")
+            number = found.number
         try:
-            with self._writer.begin() as session:
-                row = self._class(session, code)
-                student = self._student(session, row, token)
-                found = self._round(session, row, round_id)
-                if found.status != "open":
-                    raise RoundClosed(f"round {found.number} is {found.status}: no more answers")
-                session.add(AnswerRow(round_id=found.id, student_id=student.id, answer=answer,
-                                      detail=detail, score=None if score is None else float(score),
-                                      submitted_at=self.now()))  # fmt: skip
+            with self._write_engine.begin() as connection:
+                # FOR SHARE on PostgreSQL: a teacher closing the round waits for this answer.
+                status = connection.scalar(
+                    select(RoundRow.status)
+                    .where(RoundRow.id == round_id)
+                    .with_for_update(read=True)
+                )
+                if status != "open":
+                    raise RoundClosed(f"round {number} is {status}: no more answers")
+                connection.execute(
+                    insert(AnswerRow).values(
+                        round_id=round_id, student_id=student_id, answer=answer, detail=detail,
+                        score=None if score is None else float(score), submitted_at=self.now(),
+                    )
+                )  # fmt: skip
         except IntegrityError:
             return False
         return True
