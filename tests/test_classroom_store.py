@@ -283,6 +283,32 @@ def test_hostile_names_and_answers_are_stored_verbatim(store, hostile):
     assert exported[1][2:4] == [hostile[:40], hostile]
 
 
+def test_the_hostile_input_catalogue_is_stored_verbatim_or_refused_with_a_message(store):
+    from test_hostile_inputs import TEXTS
+
+    teacher = store.create_class()
+    round_ = store.open_round(teacher.code, teacher.teacher_key, "guess", {})
+    for label, hostile in TEXTS.items():
+        for name in (hostile, hostile[:40]):
+            try:
+                student = store.join(teacher.code, name, client=label)
+            except ValueError as error:  # too long, or a NUL: the message says what is allowed
+                assert "allowed" in str(error), label
+                continue
+            assert student.name == (name if name.strip() else student.name), label
+            for answer in (hostile, hostile[:200]):
+                try:
+                    recorded = store.submit(teacher.code, student.token, round_.id, answer)
+                except ValueError as error:
+                    assert "allowed" in str(error) or "empty" in str(error), label
+                    continue
+                assert recorded, label
+                assert store.my_answer(teacher.code, student.token, round_.id).answer == answer
+                break
+    names = {a.student_name for a in store.answers(teacher.code, teacher.teacher_key, round_.id)}
+    assert "<script>alert(1)</script>" in names and "# heading" in names
+
+
 def test_full_class_refuses_the_next_student(store, monkeypatch):
     monkeypatch.setenv("LLMLAB_MAX_STUDENTS", "3")
     teacher = store.create_class()

@@ -339,6 +339,7 @@ class ClassStore:
         self._write_engine = self.engine.execution_options(llmlab_write=True)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._joins = _JoinLimiter(FAILED_JOINS_PER_CLIENT, FAILED_JOINS_GLOBAL, JOIN_WINDOW)
+        self.purge_expired()  # a server restarting after a class's end clears it out
 
     def __repr__(self) -> str:
         return f"ClassStore({self.engine.url.render_as_string(hide_password=True)!r})"
