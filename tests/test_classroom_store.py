@@ -408,8 +408,9 @@ def test_bad_answers_are_refused(store, answer, message):
     teacher, (ada, _), round_ = _lesson(store)
     with pytest.raises(ValueError, match=message):
         store.submit(teacher.code, ada.token, round_.id, answer)
-    with pytest.raises(ValueError, match="score"):
-        store.submit(teacher.code, ada.token, round_.id, "ok", score=float("nan"))
+    for score in (float("nan"), float("-inf"), True, "1"):
+        with pytest.raises(ValueError, match="score=.* is not allowed: allowed a finite number"):
+            store.submit(teacher.code, ada.token, round_.id, "ok", score=score)
     assert store.answer_count(teacher.code, round_.id) == 0
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from llmlab.classroom.activities import ACTIVITIES
 from llmlab.classroom.schema import AnswerRow, ClassRow, RoundRow, StudentRow, migrate
 from llmlab.tokenization.pieces import require_utf8
 
@@ -432,8 +433,6 @@ class ClassStore:
 
     def open_round(self, code: str, key: str, activity: str, settings: dict) -> RoundInfo:
         """A new round of `activity`; it becomes the current round. An open earlier round closes."""
-        from llmlab.classroom.activities import ACTIVITIES
-
         if activity not in ACTIVITIES:
             raise ValueError(f"activity={activity!r} is unknown; allowed: {', '.join(ACTIVITIES)}")
         if not isinstance(settings, dict):
@@ -548,9 +547,11 @@ class ClassStore:
             raise ValueError("answer is empty: type your answer first")
         detail = _json_safe(detail, "detail")
         if score is not None and (
-            isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score)
+            isinstance(score, bool)
+            or not isinstance(score, (int, float))
+            or not math.isfinite(score)
         ):
-            raise ValueError(f"score={score!r} is not allowed: allowed a number or None")
+            raise ValueError(f"score={score!r} is not allowed: allowed a finite number or None")
         # Who and which round are read first, outside the write lock; the write itself is two
         # statements, so the many students of a burst hold SQLite's one writer lock briefly.
         with self._session() as session:
