@@ -568,6 +568,35 @@ def test_a_second_store_on_the_same_database_sees_the_same_class(store_url, stor
         replica.dispose()
 
 
+def test_servers_starting_together_on_a_new_database_create_it_once(store_url):
+    made: list[ClassStore] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            made.append(ClassStore(store_url))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not errors, errors
+        teacher = made[0].create_class()
+        assert all(s.class_info(teacher.code).code == teacher.code for s in made)
+        assert schema.database_version(made[0].engine) == schema.SCHEMA_VERSION
+        with made[0].engine.connect() as connection:
+            assert connection.execute(text("SELECT COUNT(*) FROM schema_version")).scalar() == 1
+    finally:
+        for each in made:
+            each.dispose()
+
+
 # --- the schema ----------------------------------------------------------------------------------
 
 

@@ -334,10 +334,11 @@ class ClassStore:
         self.url = url or default_url()
         self._now = now
         self.engine = _make_engine(self.url)
-        migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        # Units of work that write start with BEGIN IMMEDIATE on SQLite (see _make_engine).
+        # Units of work that write start with BEGIN IMMEDIATE on SQLite (see _make_engine): two
+        # servers starting at once on one file then migrate one after the other.
         self._write_engine = self.engine.execution_options(llmlab_write=True)
+        migrate(self._write_engine)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._joins = _JoinLimiter(FAILED_JOINS_PER_CLIENT, FAILED_JOINS_GLOBAL, JOIN_WINDOW)
         self.purge_expired()  # a server restarting after a class's end clears it out
