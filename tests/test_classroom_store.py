@@ -23,6 +23,7 @@ from llmlab.classroom.store import (
     CODE_LENGTH,
     FAILED_JOINS_GLOBAL,
     FAILED_JOINS_PER_CLIENT,
+    ClassError,
     ClassExpired,
     ClassNotFound,
     ClassStore,
@@ -117,6 +118,13 @@ def test_default_url_is_a_wal_sqlite_file_under_llmlab_home(tmp_path, monkeypatc
     monkeypatch.setenv("LLMLAB_DATABASE_URL", "postgresql://lab@db/lab")
     assert default_url() == "postgresql://lab@db/lab"
     assert store_module.engine_url(default_url()) == "postgresql+psycopg://lab@db/lab"
+
+
+def test_an_unwritable_home_is_a_clear_message(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ClassError, match="cannot be created in .*set LLMLAB_HOME"):
+        ClassStore(f"sqlite:///{blocked / 'sub' / 'classes.db'}")
 
 
 def test_store_for_is_one_store_per_url(tmp_path):

@@ -729,7 +729,17 @@ def _make_engine(url: str) -> Engine:
     if not memory:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            folder = os.path.dirname(os.path.abspath(path))
+            try:
+                os.makedirs(folder, exist_ok=True)
+                if not os.access(folder, os.W_OK):
+                    raise PermissionError(13, "permission denied", folder)
+            except OSError as error:
+                raise ClassError(
+                    f"the class database cannot be created in {folder} "
+                    f"({error.strerror or error}): set LLMLAB_HOME to a writable folder, or "
+                    "LLMLAB_DATABASE_URL to a database"
+                ) from None
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
