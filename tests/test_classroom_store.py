@@ -374,6 +374,13 @@ def test_wrong_codes_from_many_clients_hit_the_overall_cap(store):
     assert store.class_info(teacher.code).student_count == 0
 
 
+def test_any_client_label_is_storable(store):
+    teacher = store.create_class()
+    for client in ("a\x00b", "x\ud800y", "<script>", "z" * 5000, 12345):
+        assert store.join(teacher.code, None, client=client).name
+    assert store.class_info(teacher.code).student_count == 5
+
+
 def test_successful_joins_are_not_limited(store):
     teacher = store.create_class()
     for _ in range(3 * FAILED_JOINS_PER_CLIENT):  # a class behind one school address

@@ -493,7 +493,8 @@ class ClassStore:
         (the page passes the session's address), for the limit on failed attempts."""
         if name is not None:
             check_text(name, "name", MAX_NAME)
-        client = str(client)[:200]
+        # Who tries is for the limiter and the record only: made storable whatever it holds.
+        client = str(client)[:200].encode("utf-8", "replace").decode().replace("\x00", "")
         now = self.now()
         if not self._joins.allowed(client, now):
             raise JoinRefused(
