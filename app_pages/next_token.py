@@ -198,6 +198,7 @@ with chart_area:
                 [r.final_probability for r in rows],
                 [r.removed_by for r in rows],
                 title=f"Top {len(rows)} next tokens",
+                notes=[r.note for r in rows],
             ),
             key="nt-bars",
             title=f"next token top {len(rows)}",
@@ -230,7 +231,9 @@ with tab_table:
     st.caption(
         "Probability is the model's own (temperature 1, no filters); *after filters* is what "
         "sampling would use. Cumulative adds up the model's probabilities from the top. "
-        "The CSV file has each token's exact text (spaces as spaces) and unrounded logits."
+        "The CSV file has each token's exact text (spaces as spaces) and unrounded logits. "
+        "A token written like `<F0 9F>` is only part of a character (a piece of an emoji, say): "
+        "its bytes in hex, as on the Tokenizers page; *byte fragment* says which part."
     )
     shown_table = pd.DataFrame(
         {
@@ -242,6 +245,7 @@ with tab_table:
             "cumulative": [r.cumulative for r in rows],
             "after filters": [r.final_probability for r in rows],
             "removed by": [r.removed_by or "" for r in rows],
+            "byte fragment": [r.note for r in rows],
         }
     )
     exact_table = pd.DataFrame(
@@ -254,6 +258,7 @@ with tab_table:
             "cumulative": [r.cumulative for r in rows],
             "probability after filters": [r.final_probability for r in rows],
             "removed by": [r.removed_by or "" for r in rows],
+            "byte fragment": [r.note for r in rows],
         }
     )
     sharing.table(
@@ -403,6 +408,7 @@ with tab_lens:
                 [[ui.visible_whitespace(t) for t in row] for row in lens.tokens],
                 lens.probabilities,
                 title="Top 5 tokens read out after each layer (output at the top)",
+                notes=lens.notes,
             ),
             key="nt-lens",
             title="logit lens",

@@ -20,6 +20,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 
 from llmlab import assets, model_cache, registry
 from llmlab.models import DamagedCopyError, LoadedModel, ModelLoadError
+from llmlab.tokenization.pieces import HEX_TAIL
 
 log = logging.getLogger("llmlab")
 
@@ -424,8 +425,14 @@ def precision_picker(key: str, default: str = "bfloat16") -> str:
 
 
 def visible_whitespace(text: str) -> str:
-    """Show spaces, tabs and newlines as visible marks (for token tables and chips)."""
-    return text.replace(" ", "·").replace("\t", "→").replace("\n", "↵")
+    """Show spaces, tabs and newlines as visible marks (for token tables and chips).
+
+    A byte fragment's hex bytes ("<F0 9F>", see `llmlab.tokenization.token_label`) keep their
+    spaces, as on the Tokenizers page.
+    """
+    tail = HEX_TAIL.search(text)
+    head, hex_bytes = (text, "") if tail is None else (text[: tail.start()], tail.group())
+    return head.replace(" ", "·").replace("\t", "→").replace("\n", "↵") + hex_bytes
 
 
 def escape(text: str) -> str:

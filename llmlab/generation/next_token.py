@@ -41,7 +41,7 @@ from llmlab.generation.filter_steps import (  # noqa: F401
     waterfall,
 )
 from llmlab.models import LoadedModel
-from llmlab.tokenization.pieces import require_utf8
+from llmlab.tokenization.pieces import require_utf8, token_name
 
 CACHE_SIZE = 16
 _cache: OrderedDict[tuple, ForwardRecord] = OrderedDict()
@@ -109,6 +109,7 @@ class LogitLens:
     tokens: list[list[str]]
     probabilities: list[list[float]]
     final_token_probability: list[float]  # the model's final top-1 token, read at each layer
+    notes: list[list[str]] = field(default_factory=list)  # byte fragments explained, else ""
 
 
 def forward_passes() -> int:
@@ -279,10 +280,10 @@ def logit_lens(
     names = ["embeddings"] + [
         f"layer {i}" + (" (output)" if i == last else "") for i in range(1, last + 1)
     ]
+    named = [[token_name(loaded.tokenizer, t) for t in row] for row in top_ids.tolist()]
     record.lens[top] = LogitLens(
-        names, top_ids.tolist(),
-        [[token_text(loaded.tokenizer, t) for t in row] for row in top_ids.tolist()],
-        top_probs.tolist(), probs[:, final_top].tolist(),
+        names, top_ids.tolist(), [[n.label for n in row] for row in named],
+        top_probs.tolist(), probs[:, final_top].tolist(), [[n.note for n in row] for row in named],
     )  # fmt: skip
     return record.lens[top]
 
