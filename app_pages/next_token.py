@@ -18,6 +18,7 @@ MAX_PROMPT_CHARS = 20_000
 MAX_GUESS_CHARS = 100  # a guess is a word or two
 EXAMPLES = ["The capital of France is", "Hello my name", "def fibonacci(n):", "Once upon a time"]
 SHOWN = tuple(range(5, 51, 5))  # the "Tokens shown" slider's stops
+MAX_INDEX = 1_023  # a link may name any layer and head up to this; the page checks the model
 MODEL_OPTIONS = ui.picker_options()
 STATE = st.session_state
 
@@ -39,6 +40,7 @@ SETTINGS = sharing.PageSettings(
         Text("guess", "nt-guess", "", max_chars=MAX_GUESS_CHARS),
         Integer("candidate", "nt-pick", 1, low=1, high=SHOWN[-1]),
         Integer("seed", "nt-seed", 0, low=0, high=nt.MAX_SEED),
+        *ui.knock_out_fields("nt", MAX_INDEX),
     ],
 )
 
@@ -224,8 +226,8 @@ with chart_area:
 if hidden:
     st.stop()
 
-tab_table, tab_flow, tab_pick, tab_surprise, tab_lens = st.tabs(
-    ["Table", "Waterfall", "Pick the next token", "Surprisal", "Logit lens"]
+tab_table, tab_flow, tab_pick, tab_surprise, tab_lens, tab_off = st.tabs(
+    ["Table", "Waterfall", "Pick the next token", "Surprisal", "Logit lens", "Switch a part off"]
 )
 with tab_table:
     st.caption(
@@ -413,3 +415,6 @@ with tab_lens:
             key="nt-lens",
             title="logit lens",
         )
+
+with tab_off:
+    ui.knock_out_panel(loaded, prompt, "nt", MAX_TOKENS)

@@ -423,6 +423,64 @@ def logit_lens_heatmap(
     return base_layout(figure, title, height=max(320, 26 * len(layers) + 80))
 
 
+# --- switching a part off -----------------------------------------------------------------------
+# (section: knock-outs)
+def knock_out_bars(
+    labels: list[str],
+    before: list[float],
+    after: list[float],
+    what: str,
+    notes: list[str] | None = None,
+    title: str = "",
+) -> go.Figure:
+    """The top tokens' probabilities with every part on (grey) and with `what` switched off
+    (blue), side by side; `notes` explain byte fragments on hover.
+
+    >>> fig = knock_out_bars(["·Paris", "·the"], [0.6, 0.1], [0.2, 0.3], "the MLP of layer 0")
+    >>> [trace.name for trace in fig.data], fig.data[1].y
+    (['model as it is', 'with the MLP of layer 0 switched off'], (0.2, 0.3))
+    """
+    x = [f"{i + 1}. {label}" for i, label in enumerate(labels)]  # distinct even if alike
+    extra = [f"<br>{n}" if n else "" for n in notes] if notes else [""] * len(labels)
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=x, y=before, name="model as it is", marker_color=REMOVED,
+                customdata=extra, hovertemplate="%{x}: %{y:.2%}%{customdata}<extra>as it is</extra>",
+            ),
+            go.Bar(
+                x=x, y=after, name=f"with {what} switched off", marker_color=KEPT,
+                customdata=extra,
+                hovertemplate="%{x}: %{y:.2%}%{customdata}<extra>switched off</extra>",
+            ),
+        ]
+    )  # fmt: skip
+    figure.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    figure.update_xaxes(tickangle=-45)
+    figure.update_layout(barmode="group", legend={"orientation": "h", "y": 1.12, "x": 0})
+    return base_layout(figure, title, height=400)
+
+
+def head_sweep_heatmap(kl_bits: list[list[float]], title: str = "") -> go.Figure:
+    """Layers x heads: how far switching off each head moves the next-token prediction (KL in
+    bits); layer 0 at the bottom, as in the logit lens.
+
+    >>> head_sweep_heatmap([[0.0, 0.5], [2.0, 0.1]]).data[0].z
+    ([0.0, 0.5], [2.0, 0.1])
+    """
+    layers = [f"layer {n}" for n in range(len(kl_bits))]
+    heads = [f"head {n}" for n in range(len(kl_bits[0]) if kl_bits else 0)]
+    figure = go.Figure(
+        go.Heatmap(
+            z=kl_bits, x=heads, y=layers, colorscale="Oranges", zmin=0,
+            colorbar={"title": "KL (bits)"},
+            hovertemplate="%{y}, %{x} switched off: KL %{z:.3f} bits<extra></extra>",
+        )
+    )  # fmt: skip
+    figure.update_xaxes(side="top")
+    return base_layout(figure, title, height=max(320, 18 * len(layers) + 120))
+
+
 # --- decoding -----------------------------------------------------------------------------------
 # (section: decoding)
 def probability_color(probability: float) -> str:
