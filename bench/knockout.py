@@ -40,6 +40,37 @@ def seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def measure(name: str, sample: int) -> str:
+    loaded = models.load(name)
+    model = loaded.model
+    ids = loaded.tokenizer(PROMPT)["input_ids"]
+    sizes = config_sizes(model.config)
+    heads = sizes.layers * sizes.heads
+    tokens = torch.tensor([ids])
+
+    def plain() -> None:
+        with torch.no_grad():
+            model(tokens, use_cache=False, logits_to_keep=1)
+
+    cells = [(n * sizes.layers // sample, n % sizes.heads) for n in range(sample)]
+
+    def one_head_each() -> None:
+        for layer, head in cells:
+            with knockout.switched_off(model, [("head", layer, head)]):
+                plain()
+
+    plain()  # warm up
+    plain_s = seconds(plain, 5)
+    per_head_s = seconds(one_head_each, 1) / sample
+    sweep_s = seconds(lambda: knockout.sweep_heads(model, ids), 2)
+    naive_s = per_head_s * heads
+    return (
+        f"{name:24} {len(ids):>6} {heads:>6} {plain_s:>12.3f} {per_head_s:>14.3f} "
+        f"{naive_s:>15.2f} {sweep_s:>8.2f} {sweep_s / plain_s:>12.1f}x "
+        f"{naive_s / sweep_s:>15.1f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sample", type=int, default=12, help="heads timed one pass each")
@@ -49,34 +80,7 @@ def main() -> None:
         f"{'pass per head s':>15} {'sweep s':>8} {'sweep / plain':>13} {'per head / sweep':>16}"
     )
     for name in ("smollm2-135m-instruct", "gemma-3-270m"):
-        loaded = models.load(name)
-        model = loaded.model
-        ids = loaded.tokenizer(PROMPT)["input_ids"]
-        sizes = config_sizes(model.config)
-        heads = sizes.layers * sizes.heads
-        tokens = torch.tensor([ids])
-
-        def plain() -> None:
-            with torch.no_grad():
-                model(tokens, use_cache=False, logits_to_keep=1)
-
-        cells = [(n * sizes.layers // sample, n % sizes.heads) for n in range(sample)]
-
-        def one_head(cell=cells) -> None:
-            for layer, head in cell:
-                with knockout.switched_off(model, [("head", layer, head)]):
-                    plain()
-
-        plain()  # warm up
-        plain_s = seconds(plain, 5)
-        per_head_s = seconds(one_head, 1) / sample
-        sweep_s = seconds(lambda: knockout.sweep_heads(model, ids), 2)
-        naive_s = per_head_s * heads
-        print(
-            f"{name:24} {len(ids):>6} {heads:>6} {plain_s:>12.3f} {per_head_s:>14.3f} "
-            f"{naive_s:>15.2f} {sweep_s:>8.2f} {sweep_s / plain_s:>12.1f}x "
-            f"{naive_s / sweep_s:>15.1f}x"
-        )
+        print(measure(name, sample), flush=True)
 
 
 if __name__ == "__main__":
