@@ -136,7 +136,7 @@ def test_next_token_page():
     # and the sweep over every head with a prompt it refuses.
     at.selectbox(key="nt-ko-part").set_value("head").run()
     assert not at.exception and not at.error
-    _sweep_text(at, "text_area", "nt-prompt", {**kept, "nt-ko-part": "head"})
+    _sweep_text(at, "text_area", "nt-prompt", {"nt-model": MODEL, "nt-ko-part": "head"})
     _sweep_numbers(at, {**kept, "nt-ko-part": "head"})
     at.text_area(key="nt-prompt").set_value("word " * 300).run()
     at.button(key="nt-ko-sweep").click().run()
@@ -156,9 +156,10 @@ def test_architecture_page():
     _sweep_text(at, "text_area", "arch-prompt", kept)
     _sweep_numbers(at, kept)
     at.selectbox(key="arch-ko-part").set_value("head").run()
-    kept = {"arch-model": MODEL, "arch-ko-part": "head"}
+    # An empty prompt hides the panel for that run; the part comes back with the prompt.
     _sweep_text(at, "text_area", "arch-prompt", kept)
-    _sweep_numbers(at, kept)
+    assert at.session_state["arch-ko-part"] == "head"
+    _sweep_numbers(at, {"arch-model": MODEL, "arch-ko-part": "head"})
 
 
 def test_decoding_page():
