@@ -43,6 +43,7 @@ SETTINGS = sharing.PageSettings(
         Text("prompt", "arch-prompt", PROMPT),
         Integer("layer", "arch-layer", 0, low=0, high=MAX_INDEX),
         Integer("head", "arch-head", 0, low=0, high=MAX_INDEX),
+        *ui.knock_out_fields("arch", MAX_INDEX),
         *LINEAR,
     ],
 )  # fmt: skip
@@ -327,6 +328,15 @@ with tabs[2]:
                     "the future. Many heads pour most of their attention onto the first token "
                     "when nothing else is relevant: a resting place, not a bug."
                 )
+                st.subheader("Switch a part off")
+                if prompt.truncated:
+                    st.caption(
+                        f"Here the model reads the last {len(prompt.ids):,} tokens of the "
+                        "prompt (what comes next depends on the end of the text)."
+                    )
+                model_now = ui.get_model(name)
+                if model_now is not None:
+                    ui.knock_out_panel(model_now, text, "arch", limit(name))
 
 with tabs[3]:
     st.markdown(

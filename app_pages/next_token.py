@@ -18,6 +18,7 @@ MAX_PROMPT_CHARS = 20_000
 MAX_GUESS_CHARS = 100  # a guess is a word or two
 EXAMPLES = ["The capital of France is", "Hello my name", "def fibonacci(n):", "Once upon a time"]
 SHOWN = tuple(range(5, 51, 5))  # the "Tokens shown" slider's stops
+MAX_INDEX = 1_023  # a link may name any layer and head up to this; the page checks the model
 MODEL_OPTIONS = ui.picker_options()
 STATE = st.session_state
 
@@ -39,6 +40,7 @@ SETTINGS = sharing.PageSettings(
         Text("guess", "nt-guess", "", max_chars=MAX_GUESS_CHARS),
         Integer("candidate", "nt-pick", 1, low=1, high=SHOWN[-1]),
         Integer("seed", "nt-seed", 0, low=0, high=nt.MAX_SEED),
+        *ui.knock_out_fields("nt", MAX_INDEX),
     ],
 )
 
@@ -198,6 +200,7 @@ with chart_area:
                 [r.final_probability for r in rows],
                 [r.removed_by for r in rows],
                 title=f"Top {len(rows)} next tokens",
+                notes=[r.note for r in rows],
             ),
             key="nt-bars",
             title=f"next token top {len(rows)}",
@@ -223,14 +226,16 @@ with chart_area:
 if hidden:
     st.stop()
 
-tab_table, tab_flow, tab_pick, tab_surprise, tab_lens = st.tabs(
-    ["Table", "Waterfall", "Pick the next token", "Surprisal", "Logit lens"]
+tab_table, tab_flow, tab_pick, tab_surprise, tab_lens, tab_off = st.tabs(
+    ["Table", "Waterfall", "Pick the next token", "Surprisal", "Logit lens", "Switch a part off"]
 )
 with tab_table:
     st.caption(
         "Probability is the model's own (temperature 1, no filters); *after filters* is what "
         "sampling would use. Cumulative adds up the model's probabilities from the top. "
-        "The CSV file has each token's exact text (spaces as spaces) and unrounded logits."
+        "The CSV file has each token's exact text (spaces as spaces) and unrounded logits. "
+        "A token written like `<F0 9F>` is only part of a character (a piece of an emoji, say): "
+        "its bytes in hex, as on the Tokenizers page; *byte fragment* says which part."
     )
     shown_table = pd.DataFrame(
         {
@@ -242,6 +247,7 @@ with tab_table:
             "cumulative": [r.cumulative for r in rows],
             "after filters": [r.final_probability for r in rows],
             "removed by": [r.removed_by or "" for r in rows],
+            "byte fragment": [r.note for r in rows],
         }
     )
     exact_table = pd.DataFrame(
@@ -254,6 +260,7 @@ with tab_table:
             "cumulative": [r.cumulative for r in rows],
             "probability after filters": [r.final_probability for r in rows],
             "removed by": [r.removed_by or "" for r in rows],
+            "byte fragment": [r.note for r in rows],
         }
     )
     sharing.table(
@@ -403,7 +410,11 @@ with tab_lens:
                 [[ui.visible_whitespace(t) for t in row] for row in lens.tokens],
                 lens.probabilities,
                 title="Top 5 tokens read out after each layer (output at the top)",
+                notes=lens.notes,
             ),
             key="nt-lens",
             title="logit lens",
         )
+
+with tab_off:
+    ui.knock_out_panel(loaded, prompt, "nt", MAX_TOKENS)

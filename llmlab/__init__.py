@@ -50,6 +50,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "prompt_surprisal": ("llmlab.generation.next_token", "prompt_surprisal"),
     "logit_lens": ("llmlab.generation.next_token", "logit_lens"),
     "waterfall": ("llmlab.generation.next_token", "waterfall"),
+    "knock_out_effect": ("llmlab.generation.knockouts", "knock_out_effect"),
+    "head_sweep": ("llmlab.generation.knockouts", "head_sweep"),
     "build_filters": ("llmlab.generation.filters", "build_filters"),
     # decoding
     "generate": ("llmlab.generation.decoding", "generate"),

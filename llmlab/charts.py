@@ -285,9 +285,11 @@ def next_token_bars(
     final_probabilities: list[float],
     removed_by: list[str | None],
     title: str = "",
+    notes: list[str] | None = None,
 ) -> go.Figure:
     """Top next tokens: bars show the probability after the filters; tokens a filter removed
     stay visible in grey at the model's own probability; a marker shows the model's own value.
+    ``notes`` (one per token, "" for most) explain byte fragments on hover.
 
     >>> next_token_bars(["·Paris", "·the"], [0.7, 0.1], [1.0, 0.0], [None, "top-k 1"]).data[0].y
     (1.0, 0.1)
@@ -300,6 +302,8 @@ def next_token_bars(
         f"model {p:.2%} → after filters {f:.2%}" if k else f"model {p:.2%} → removed by {cause}"
         for p, f, k, cause in zip(probabilities, final_probabilities, kept, removed_by, strict=True)
     ]
+    if notes:
+        hover = [f"{h}<br>{note}" if note else h for h, note in zip(hover, notes, strict=True)]
     # Distinct x keys even when two tokens look the same (e.g. two byte pieces).
     x = [f"{i + 1}. {label}" for i, label in enumerate(labels)]
     figure = go.Figure(
@@ -392,24 +396,89 @@ def surprisal_bars(
 
 
 def logit_lens_heatmap(
-    layers: list[str], tokens: list[list[str]], probabilities: list[list[float]], title: str = ""
+    layers: list[str],
+    tokens: list[list[str]],
+    probabilities: list[list[float]],
+    title: str = "",
+    notes: list[list[str]] | None = None,
 ) -> go.Figure:
     """Rows = layers (input at the bottom), columns = rank; each cell names the token read out
-    after that layer and is shaded by its probability.
+    after that layer and is shaded by its probability; ``notes`` explain byte fragments on hover.
 
     >>> logit_lens_heatmap(["layer 1"], [["·a", "·b"]], [[0.5, 0.2]]).data[0].z
     ([0.5, 0.2],)
     """
     ranks = [f"#{i + 1}" for i in range(len(probabilities[0]) if probabilities else 0)]
+    extra = [[f"<br>{n}" if n else "" for n in row] for row in notes] if notes else None
     figure = go.Figure(
         go.Heatmap(
             z=probabilities, x=ranks, y=layers, text=tokens, texttemplate="%{text}",
             colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "prob.", "tickformat": ".0%"},
-            hovertemplate="%{y}, %{x}: %{text} (%{z:.1%})<extra></extra>",
+            customdata=extra,
+            hovertemplate="%{y}, %{x}: %{text} (%{z:.1%})"
+            + ("%{customdata}" if extra else "") + "<extra></extra>",
         )
     )  # fmt: skip
     figure.update_xaxes(side="top")
     return base_layout(figure, title, height=max(320, 26 * len(layers) + 80))
+
+
+# --- switching a part off -----------------------------------------------------------------------
+# (section: knock-outs)
+def knock_out_bars(
+    labels: list[str],
+    before: list[float],
+    after: list[float],
+    what: str,
+    notes: list[str] | None = None,
+    title: str = "",
+) -> go.Figure:
+    """The top tokens' probabilities with every part on (grey) and with `what` switched off
+    (blue), side by side; `notes` explain byte fragments on hover.
+
+    >>> fig = knock_out_bars(["·Paris", "·the"], [0.6, 0.1], [0.2, 0.3], "the MLP of layer 0")
+    >>> [trace.name for trace in fig.data], fig.data[1].y
+    (['model as it is', 'with the MLP of layer 0 switched off'], (0.2, 0.3))
+    """
+    x = [f"{i + 1}. {label}" for i, label in enumerate(labels)]  # distinct even if alike
+    extra = [f"<br>{n}" if n else "" for n in notes] if notes else [""] * len(labels)
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=x, y=before, name="model as it is", marker_color=REMOVED,
+                customdata=extra, hovertemplate="%{x}: %{y:.2%}%{customdata}<extra>as it is</extra>",
+            ),
+            go.Bar(
+                x=x, y=after, name=f"with {what} switched off", marker_color=KEPT,
+                customdata=extra,
+                hovertemplate="%{x}: %{y:.2%}%{customdata}<extra>switched off</extra>",
+            ),
+        ]
+    )  # fmt: skip
+    figure.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    figure.update_xaxes(tickangle=-45)
+    figure.update_layout(barmode="group", legend={"orientation": "h", "y": 1.12, "x": 0})
+    return base_layout(figure, title, height=400)
+
+
+def head_sweep_heatmap(kl_bits: list[list[float]], title: str = "") -> go.Figure:
+    """Layers x heads: how far switching off each head moves the next-token prediction (KL in
+    bits); layer 0 at the bottom, as in the logit lens.
+
+    >>> head_sweep_heatmap([[0.0, 0.5], [2.0, 0.1]]).data[0].z
+    ([0.0, 0.5], [2.0, 0.1])
+    """
+    layers = [f"layer {n}" for n in range(len(kl_bits))]
+    heads = [f"head {n}" for n in range(len(kl_bits[0]) if kl_bits else 0)]
+    figure = go.Figure(
+        go.Heatmap(
+            z=kl_bits, x=heads, y=layers, colorscale="Oranges", zmin=0,
+            colorbar={"title": "KL (bits)"},
+            hovertemplate="%{y}, %{x} switched off: KL %{z:.3f} bits<extra></extra>",
+        )
+    )  # fmt: skip
+    figure.update_xaxes(side="top")
+    return base_layout(figure, title, height=max(320, 18 * len(layers) + 120))
 
 
 # --- decoding -----------------------------------------------------------------------------------
@@ -471,6 +540,7 @@ def candidates_figure(candidates: list, chosen_id: int, title: str = "") -> go.F
         f"{c.token!r} (id {c.token_id})<br>before filters: {c.prob_before:.2%}<br>"
         f"after filters: {c.prob_after:.2%}<br>{'kept' if c.kept else 'removed'}"
         + ("<br><b>chosen</b>" if c.token_id == chosen_id else "")
+        + (f"<br>{c.note}" if getattr(c, "note", "") else "")
         for c in candidates
     ]
     figure = go.Figure()
@@ -546,12 +616,14 @@ def beam_tree_figure(
             edges_x += [level - 1 if level else -1, level, None]
             edges_y += [parent_y if level else 0.0, y, None]
             group = "finished" if beam.finished else ("live" if beam.kept else "pruned")
-            last = beam.text[-12:] if beam.text else ""
+            # The label shows a character still unfinished at the end by its bytes ("<F0 9F>").
+            text = getattr(beam, "label", "") or beam.text
+            last = text[-12:] if text else ""
             groups[group]["x"].append(level)
             groups[group]["y"].append(y)
             groups[group]["text"].append(repr(last)[1:-1] if beam.tokens else "")
             groups[group]["hover"].append(
-                f"step {level + 1} · {group}<br>{beam.text!r}<br>log-prob {beam.score:.2f}"
+                f"step {level + 1} · {group}<br>{text!r}<br>log-prob {beam.score:.2f}"
             )
         previous_y = ys
     figure = go.Figure()

@@ -44,16 +44,19 @@ def pieces_frame(pieces: Any) -> Any:
 
 
 def generation_frame(result: Any) -> Any:
-    """A generation's new tokens as a table: step, token text, id, and the probability each had
-    when it was chosen."""
+    """A generation's new tokens as a table: step, token text (a byte fragment as its bytes in
+    hex, e.g. "<F0 9F>"), id, the probability each had when it was chosen, and what a byte
+    fragment is (from the steps' candidate lists; "" for a token with text)."""
     import pandas as pd
 
+    notes = {c.token_id: c.note for step in result.steps for c in step.candidates}
     return pd.DataFrame(
         {
             "step": range(1, len(result.new_ids) + 1),
             "token": result.tokens,
             "id": result.new_ids,
             "probability": result.token_probs,
+            "byte fragment": [notes.get(i, "") for i in result.new_ids],
         }
     )
 

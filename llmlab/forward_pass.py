@@ -22,6 +22,7 @@ import numpy as np
 
 from llmlab.architecture import config_sizes, require_weights
 from llmlab.generation.engine import exclusive
+from llmlab.tokenization import pieces
 
 if TYPE_CHECKING:
     import torch
@@ -42,11 +43,9 @@ class Prompt:
 
 
 def token_label(tokenizer: Any, token_id: int) -> str:
-    """What a token looks like: its decoded text, or the raw piece when that is a byte fragment."""
-    text = tokenizer.decode([token_id])
-    if "\ufffd" in text or not text:
-        text = str(tokenizer.convert_ids_to_tokens(token_id))
-    return text
+    """What a token looks like: its decoded text, or its bytes in hex when it is only part of a
+    character, as on the Tokenizers page (`llmlab.tokenization.token_label`)."""
+    return pieces.token_label(tokenizer, token_id)
 
 
 def prepare_prompt(tokenizer: Any, text: str, max_tokens: int) -> Prompt:

@@ -20,6 +20,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 
 from llmlab import assets, model_cache, registry
 from llmlab.models import DamagedCopyError, LoadedModel, ModelLoadError
+from llmlab.tokenization.pieces import HEX_TAIL
 
 log = logging.getLogger("llmlab")
 
@@ -424,12 +425,203 @@ def precision_picker(key: str, default: str = "bfloat16") -> str:
 
 
 def visible_whitespace(text: str) -> str:
-    """Show spaces, tabs and newlines as visible marks (for token tables and chips)."""
-    return text.replace(" ", "·").replace("\t", "→").replace("\n", "↵")
+    """Show spaces, tabs and newlines as visible marks (for token tables and chips).
+
+    A byte fragment's hex bytes ("<F0 9F>", see `llmlab.tokenization.token_label`) keep their
+    spaces, as on the Tokenizers page.
+    """
+    tail = HEX_TAIL.search(text)
+    head, hex_bytes = (text, "") if tail is None else (text[: tail.start()], tail.group())
+    return head.replace(" ", "·").replace("\t", "→").replace("\n", "↵") + hex_bytes
 
 
 def escape(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+# --- switching a part of the model off (Next-Token, Architecture) -------------------------------
+
+KNOCK_OUT_PARTS = {
+    "none": "Nothing: the model as it is",
+    "head": "One attention head",
+    "attention": "A whole attention layer",
+    "mlp": "An MLP block",
+}
+
+
+def knock_out_fields(prefix: str, max_index: int) -> list[Any]:
+    """The panel's inputs as link and settings-file fields (`prefix`: the page's key prefix)."""
+    from llmlab.page_state import Choice, Integer
+
+    return [
+        Choice("knock_out", f"{prefix}-ko-part", "none", options=tuple(KNOCK_OUT_PARTS)),
+        Integer("ko_layer", f"{prefix}-ko-layer", 0, low=0, high=max_index),
+        Integer("ko_head", f"{prefix}-ko-head", 0, low=0, high=max_index),
+    ]
+
+
+def _fit_index(key: str, link_name: str, name: str, count: int) -> None:
+    """A layer or head number this model does not have (from a link) goes back to 0, with a
+    notice; the link and the page's saved inputs then hold 0 too (0 is left out of links)."""
+    state = st.session_state
+    value = state.get(key, 0)
+    if isinstance(value, int) and 0 <= value < count:
+        return
+    st.warning(
+        f"**{name}** {value} is not in this model: it has {count} (0 to {count - 1}). "
+        f"Using {name} 0 instead.",
+        icon=":material/info:",
+    )
+    state[key] = 0
+    for saved in [k for k in state if isinstance(k, str) and k.startswith("_saved-")]:
+        if key in state[saved]:
+            state[saved] = {**state[saved], key: 0}
+    if link_name in st.query_params:
+        del st.query_params[link_name]
+
+
+def knock_out_panel(
+    loaded: LoadedModel, prompt: str, prefix: str, max_tokens: int | None = None
+) -> None:
+    """Choose a part -> switch it off -> the next token before and after, the KL divergence,
+    and the sweep over every head."""
+    from llmlab import charts, knockout, sharing
+    from llmlab.architecture import config_sizes
+    from llmlab.generation import knockouts
+
+    sizes = config_sizes(loaded.model.config)
+    st.markdown(
+        "What does one part of the model do for this prompt? Switch it off (its output is set "
+        "to zero, as if it were not there) and see what the model now expects next. Each layer "
+        f"of this model has **{sizes.heads} attention heads**, which gather information from "
+        "earlier tokens, and **one MLP**, which works on each token by itself. The model on the "
+        "server is not changed: only this one calculation runs without the part."
+    )
+    _fit_index(f"{prefix}-ko-layer", "ko_layer", "layer", sizes.layers)
+    _fit_index(f"{prefix}-ko-head", "ko_head", "head", sizes.heads)
+    left, middle, right = st.columns([2, 1, 1])
+    part = left.selectbox(
+        "Switch off", list(KNOCK_OUT_PARTS), format_func=KNOCK_OUT_PARTS.get,
+        key=f"{prefix}-ko-part",
+        help="A head is one of the attention's parallel 'readers'; a whole attention layer is "
+        "all of them in one layer; an MLP block is the small network after the attention.",
+    )  # fmt: skip
+    layer = int(
+        middle.number_input(
+            "Layer", 0, sizes.layers - 1, step=1, key=f"{prefix}-ko-layer",
+            help=f"0 is the first layer (nearest the input), {sizes.layers - 1} the last.",
+        )
+    )  # fmt: skip
+    head = int(
+        right.number_input(
+            "Head", 0, sizes.heads - 1, step=1, key=f"{prefix}-ko-head",
+            disabled=part != "head", help="Only for 'One attention head'.",
+        )
+    )  # fmt: skip
+    if part != "none":
+        with friendly_errors(), st.spinner("Running the prompt without that part..."):
+            chosen = knockout.parts_of(part, layer, head)
+            effect = knockouts.knock_out_effect(loaded, prompt, [chosen], 10, max_tokens)
+            labels = [visible_whitespace(c.token) for c in effect.changes]
+            before_top = effect.changes[0]
+            after_top = min(effect.changes, key=lambda c: c.rank_after)
+            a, b, c = st.columns(3)
+            a.metric(
+                "KL divergence", f"{effect.kl_bits:.3f} bits",
+                help="How far the prediction moved: 0 = not at all. It weighs each token by how "
+                "likely the model found it before, so a change among the likely tokens counts most.",
+            )  # fmt: skip
+            b.metric(
+                "Top token now", labels[effect.changes.index(after_top)],
+                "unchanged" if not effect.top_changed else f"was {labels[0]}",
+                delta_color="off", delta_arrow="off",
+            )  # fmt: skip
+            c.metric(
+                f"Probability of {labels[0]}", f"{before_top.after:.1%}",
+                f"{before_top.change:+.1%} (was {before_top.before:.1%})",
+                delta_color="off", delta_arrow="off",
+            )  # fmt: skip
+            sharing.chart(
+                charts.knock_out_bars(
+                    labels, [c.before for c in effect.changes], [c.after for c in effect.changes],
+                    effect.description, [c.note for c in effect.changes],
+                    title=f"Next token with {effect.description} switched off",
+                ),
+                key=f"{prefix}-ko-bars", title=f"knock out {effect.description}",
+            )  # fmt: skip
+            st.caption(
+                "The model's top 10 tokens, then any token that enters the top 10 only once the "
+                "part is off. A token like `<F0 9F>` is part of a character (say an emoji)."
+            )
+            numbers = {
+                "rank before": [c.rank_before for c in effect.changes],
+                "rank after": [c.rank_after for c in effect.changes],
+                "id": [c.token_id for c in effect.changes],
+                "before": [c.before for c in effect.changes],
+                "after": [c.after for c in effect.changes],
+                "change": [c.change for c in effect.changes],
+                "byte fragment": [c.note for c in effect.changes],
+            }
+            sharing.table(
+                pd_frame({"token": labels, **numbers}), key=f"{prefix}-ko-table",
+                title=f"knock out {effect.description} {loaded.name}",
+                csv=pd_frame({"token": [c.token for c in effect.changes], **numbers}),
+                hide_index=True, width="stretch",
+                column_config={
+                    k: st.column_config.NumberColumn(format="percent")
+                    for k in ("before", "after", "change")
+                },
+            )  # fmt: skip
+    st.markdown("**Which heads matter for this prompt?**")
+    st.caption(
+        f"Switch off each of the {sizes.layers * sizes.heads} heads in turn, one at a time, and "
+        "measure how far each one moves the prediction (KL divergence). Most heads barely "
+        "matter for a given prompt; a few change the answer."
+    )
+    saved_key = f"_{prefix}-ko-sweep"
+    if st.button("Switch off each head in turn", key=f"{prefix}-ko-sweep"):
+        bar = st.progress(0.0, text="Switching off every head...")
+        with friendly_errors():
+            sweep = knockouts.head_sweep(
+                loaded, prompt, max_tokens,
+                progress=lambda done: bar.progress(done, text=f"Heads done: {done:.0%}"),
+            )  # fmt: skip
+            st.session_state[saved_key] = (loaded.name, prompt, sweep)
+        bar.empty()
+    saved = st.session_state.get(saved_key)
+    if saved and saved[:2] == (loaded.name, prompt):
+        sweep = saved[2]
+        sharing.chart(
+            charts.head_sweep_heatmap(
+                sweep.kl_bits, title="KL divergence when each head is switched off"
+            ),
+            key=f"{prefix}-ko-heatmap", title=f"head sweep {loaded.name}",
+        )  # fmt: skip
+        top = sweep.ranked(10)
+        st.caption(
+            f"The model's own top token is {visible_whitespace(sweep.top_label)!r} "
+            f"({sweep.top_probability:.1%}). The heads that move it most:"
+        )
+        sharing.table(
+            pd_frame(
+                {
+                    "layer": [cell[0] for cell in top],
+                    "head": [cell[1] for cell in top],
+                    "KL (bits)": [cell[2] for cell in top],
+                    f"p({sweep.top_label}) after": [
+                        sweep.top_probability_after[cell[0]][cell[1]] for cell in top
+                    ],
+                }
+            ),
+            key=f"{prefix}-ko-sweep-table", title=f"head sweep {loaded.name}",
+            hide_index=True, width="stretch",
+        )  # fmt: skip
+
+
+def pd_frame(columns: dict[str, list]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(columns)
 
 
 def page_link(page: str, label: str, icon: str | None = None) -> None:

@@ -132,6 +132,18 @@ def test_next_token_page():
     _sweep_text(at, "text_area", "nt-prompt", kept)
     kept = {"nt-model": MODEL, "nt-prompt": "The capital of France is"}
     _sweep_numbers(at, kept)
+    # With a head switched off, every text and number again (the head's input is now enabled),
+    # and the sweep over every head with a prompt it refuses.
+    at.selectbox(key="nt-ko-part").set_value("head").run()
+    assert not at.exception and not at.error
+    _sweep_text(at, "text_area", "nt-prompt", {"nt-model": MODEL, "nt-ko-part": "head"})
+    _sweep_numbers(at, {**kept, "nt-ko-part": "head"})
+    at.text_area(key="nt-prompt").set_value("word " * 300).run()
+    at.button(key="nt-ko-sweep").click().run()
+    _check(at, {"nt-ko-part": "head", "nt-prompt": "word " * 300}, "nt-ko-sweep <- long prompt")
+    assert any("at most 256" in e.value for e in at.error)
+    at.text_area(key="nt-prompt").set_value("The capital of France is").run()
+    at.selectbox(key="nt-ko-part").set_value("none").run()
     at.toggle(key="nt-guess-mode").set_value(True).run()
     _sweep_text(at, "text_input", "nt-guess", kept)
 
@@ -143,6 +155,11 @@ def test_architecture_page():
     kept = {"arch-model": MODEL}
     _sweep_text(at, "text_area", "arch-prompt", kept)
     _sweep_numbers(at, kept)
+    at.selectbox(key="arch-ko-part").set_value("head").run()
+    # An empty prompt hides the panel for that run; the part comes back with the prompt.
+    _sweep_text(at, "text_area", "arch-prompt", kept)
+    assert at.session_state["arch-ko-part"] == "head"
+    _sweep_numbers(at, {"arch-model": MODEL, "arch-ko-part": "head"})
 
 
 def test_decoding_page():

@@ -87,6 +87,31 @@ def test_the_chat_formats_inputs_are_in_the_sweep(declared):
     assert {"formats_system", "formats_user_turns"} | turns <= names
 
 
+@pytest.mark.parametrize("page", ["next_token", "architecture"])
+def test_the_knock_out_inputs_are_in_the_sweep(declared, page):
+    assert {"knock_out", "ko_layer", "ko_head"} <= {spec.name for spec in declared[page]}
+
+
+@pytest.mark.parametrize("page", ["next_token", "architecture"])
+@pytest.mark.parametrize("label", ["empty", "negative", "not a number", "many digits", "script"])
+def test_bad_layer_and_head_with_a_part_switched_off(page, label):
+    """A valid part with a hostile layer and head: refused with a notice, layer 0 and head 0
+    used, and the knock-out still shown."""
+    RESULTS["tried"] += 1
+    value = CATALOGUE[label]
+    params = {"model": "smollm2-135m-instruct", "knock_out": "head", "ko_layer": value}
+    params |= {"ko_head": value, **({"tab": "Run a prompt"} if page == "architecture" else {})}
+    at = page_from_link(page, params)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    notices = [w.value for w in at.warning]
+    for name in ("ko_layer", "ko_head"):
+        assert any(n.startswith(f"**{name}** in the link") for n in notices), (name, notices)
+    assert any(m.label == "KL divergence" for m in at.metric)
+    assert at.query_params["knock_out"] == "head" and "ko_layer" not in at.query_params
+    RESULTS["passed"] += 1
+
+
 def test_print_the_count():
     print(f"\nhostile links: {RESULTS['passed']} of {RESULTS['tried']} passed")
     assert RESULTS["tried"] == RESULTS["passed"]

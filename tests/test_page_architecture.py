@@ -299,3 +299,27 @@ def test_browser_an_edited_weight_goes_into_the_result_and_the_link(page, app_ur
         page.get_by_text(line).wait_for(timeout=60_000)
         no_exception(page)
         assert parse_qs(urlparse(page.url).query)["w11"] == [f"{float(value)}"]
+
+
+def test_run_a_prompt_switches_a_part_off(smollm2):
+    from llmlab.generation import knockouts
+
+    link = {"model": MODEL, "tab": "Run a prompt", "knock_out": "attention", "ko_layer": "2"}
+    at = page_from_link(link)
+    assert not at.exception and not at.error and not at.warning
+    prompt = at.text_area(key="arch-prompt").value
+    effect = knockouts.knock_out_effect(smollm2, prompt, [("attention", 2)], 10, 128)
+    kl = next(m for m in at.metric if m.label == "KL divergence")
+    assert kl.value == f"{effect.kl_bits:.3f} bits"
+    assert dict(at.query_params) == link
+    at.selectbox(key="arch-ko-part").set_value("head").run()
+    at.number_input(key="arch-ko-head").set_value(8).run()
+    effect = knockouts.knock_out_effect(smollm2, prompt, [("head", 2, 8)], 10, 128)
+    kl = next(m for m in at.metric if m.label == "KL divergence")
+    assert kl.value == f"{effect.kl_bits:.3f} bits"
+    assert at.query_params["ko_head"] == "8"
+    at.button(key="arch-ko-sweep").click().run()
+    assert not at.exception and not at.error
+    sweep = knockouts.head_sweep(smollm2, prompt, 128)
+    heads = next(t.value for t in at.dataframe if "KL (bits)" in t.value.columns)
+    assert heads["KL (bits)"].tolist() == pytest.approx([kl for _, _, kl in sweep.ranked(10)])

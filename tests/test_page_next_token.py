@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -340,3 +341,80 @@ def test_browser_temperature_changes_the_chart(page, app_url, screenshots_dir):
     assert heights() != first
     no_exception(page)
     page.screenshot(path=str(screenshots_dir / "next_token-browser.png"), full_page=True)
+
+
+# --- switching a part off ------------------------------------------------------------------
+
+KNOCK_OUT_LINK = {
+    "prompt": "Hello my name",
+    "model": MODEL,
+    "knock_out": "head",
+    "ko_layer": "3",
+    "ko_head": "2",
+}
+
+
+def _frame_with(at, column):
+    return next(t.value for t in at.dataframe if column in t.value.columns)
+
+
+def test_switching_a_part_off_from_a_link_and_the_widgets(smollm2):
+    from llmlab.generation import knockouts
+
+    at = open_link(KNOCK_OUT_LINK)
+    assert not at.exception and not at.error and not at.warning
+    prompt = KNOCK_OUT_LINK["prompt"]
+    effect = knockouts.knock_out_effect(smollm2, prompt, [("head", 3, 2)], 10, 1024)
+    kl = next(m for m in at.metric if m.label == "KL divergence")
+    assert kl.value == f"{effect.kl_bits:.3f} bits"
+    table = _frame_with(at, "rank after")
+    assert table["id"].tolist() == [c.token_id for c in effect.changes]
+    assert table["after"].tolist() == pytest.approx([c.after for c in effect.changes], rel=1e-6)
+    assert dict(at.query_params) == KNOCK_OUT_LINK
+    # The widgets: a whole MLP instead, and the link follows.
+    at.selectbox(key="nt-ko-part").set_value("mlp").run()
+    at.number_input(key="nt-ko-layer").set_value(7).run()
+    assert not at.exception and not at.error
+    effect = knockouts.knock_out_effect(smollm2, prompt, [("mlp", 7)], 10, 1024)
+    kl = next(m for m in at.metric if m.label == "KL divergence")
+    assert kl.value == f"{effect.kl_bits:.3f} bits"
+    assert (at.query_params["knock_out"], at.query_params["ko_layer"]) == ("mlp", "7")
+    # The sweep: a heatmap of every head and the heads that matter most.
+    at.button(key="nt-ko-sweep").click().run()
+    assert not at.exception and not at.error
+    sweep = knockouts.head_sweep(smollm2, prompt, 1024)
+    heads = _frame_with(at, "KL (bits)")
+    assert list(zip(heads["layer"], heads["head"], strict=True)) == [
+        (layer, head) for layer, head, _ in sweep.ranked(10)
+    ]
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heatmap = next(
+        s
+        for s in specs
+        if s["data"][0].get("colorbar", {}).get("title", {}).get("text") == "KL (bits)"
+    )
+    shown = [value for row in heatmap["data"][0]["z"] for value in row]
+    assert shown == pytest.approx([value for row in sweep.kl_bits for value in row])
+    # Back to nothing switched off: the panel asks for a choice and the link drops the part.
+    at.selectbox(key="nt-ko-part").set_value("none").run()
+    assert not any(m.label == "KL divergence" for m in at.metric)
+    assert "knock_out" not in at.query_params
+
+
+def test_a_layer_the_model_lacks_falls_back_with_a_notice():
+    at = open_link({"model": MODEL, "knock_out": "mlp", "ko_layer": "40", "ko_head": "12"})
+    assert not at.exception and not at.error
+    notices = [w.value for w in at.warning]
+    assert any("**layer** 40 is not in this model" in n and "30" in n for n in notices), notices
+    assert any("**head** 12 is not in this model" in n for n in notices), notices
+    assert at.number_input(key="nt-ko-layer").value == 0
+    assert "ko_layer" not in at.query_params and "ko_head" not in at.query_params
+    assert any(m.label == "KL divergence" for m in at.metric)
+
+
+def test_the_sweep_refuses_a_long_prompt_with_a_message():
+    at = open_link({"model": MODEL, "prompt": "word " * 300})
+    at.button(key="nt-ko-sweep").click().run()
+    assert not at.exception
+    assert any("at most 256" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.text_area(key="nt-prompt").value == "word " * 300

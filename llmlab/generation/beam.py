@@ -234,6 +234,7 @@ def _step_record(
                 kept=k in live and not ended[k],
                 parent=None if step == 0 else parents[k],
                 finished=ended[k],
+                label=token_text.label(tokens),
             )
         )
     parent = parents[0]

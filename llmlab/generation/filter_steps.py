@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from llmlab.generation import filters as F
+from llmlab.tokenization.pieces import token_label, token_name
 
 _lock = threading.Lock()
 
@@ -78,6 +79,7 @@ class Candidate:
     cumulative: float
     final_probability: float  # after all filters, renormalised
     removed_by: str | None  # label of the step that removed it, None when kept
+    note: str = ""  # what a byte fragment is ("" for a token with text of its own)
 
 
 def entropy_bits(probabilities: torch.Tensor) -> float:
@@ -91,11 +93,9 @@ def entropy_bits(probabilities: torch.Tensor) -> float:
 
 
 def token_text(tokenizer: Any, token_id: int) -> str:
-    """The text of one token; byte pieces of a longer character (emoji) show as the raw token."""
-    text = tokenizer.decode([token_id])
-    if "\ufffd" in text:
-        return tokenizer.convert_ids_to_tokens(token_id)
-    return text
+    """The text of one token; byte pieces of a longer character (emoji) show as hex bytes, as on
+    the Tokenizers page (`llmlab.tokenization.token_label`)."""
+    return token_label(tokenizer, token_id)
 
 
 def _finite_prefix(logits: torch.Tensor) -> int:
@@ -237,10 +237,11 @@ def candidates(flow: Waterfall, tokenizer: Any, n: int = 20) -> list[Candidate]:
     for i in range(n):
         tid = int(flow.token_ids[i])
         removed_by = next((s.label for s in flow.steps[1:] if s.probability(i) == 0), None)
+        name = token_name(tokenizer, tid)
         rows.append(
             Candidate(
-                i + 1, tid, token_text(tokenizer, tid), float(before.logits[i]),
-                before.probability(i), cumulative[i], flow.after.probability(i), removed_by,
+                i + 1, tid, name.label, float(before.logits[i]), before.probability(i),
+                cumulative[i], flow.after.probability(i), removed_by, name.note,
             )
         )  # fmt: skip
     return rows

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from llmlab import knockout
 from llmlab.generation.engine import exclusive
 
 # The filter steps live in their own module; these names stay importable from here.
@@ -41,7 +42,7 @@ from llmlab.generation.filter_steps import (  # noqa: F401
     waterfall,
 )
 from llmlab.models import LoadedModel
-from llmlab.tokenization.pieces import require_utf8
+from llmlab.tokenization.pieces import require_utf8, token_name
 
 CACHE_SIZE = 16
 _cache: OrderedDict[tuple, ForwardRecord] = OrderedDict()
@@ -80,6 +81,7 @@ class ForwardRecord:
     surprisal: PromptSurprisal
     notice: str | None = None  # set when the prompt was cut to fit the context
     lens: dict[int, LogitLens] = field(default_factory=dict)  # logit lens, by top-N
+    knock_out: tuple = ()  # the parts switched off for this pass (see `llmlab.knockout`)
 
 
 @dataclass
@@ -90,6 +92,7 @@ class NextTokenDistribution:
     logits: torch.Tensor  # (vocab,) float32
     probabilities: torch.Tensor  # softmax(logits)
     notice: str | None = None
+    knock_out: tuple = ()  # the parts that were switched off, e.g. (("head", 3, 1),)
 
 
 @dataclass
@@ -109,6 +112,7 @@ class LogitLens:
     tokens: list[list[str]]
     probabilities: list[list[float]]
     final_token_probability: list[float]  # the model's final top-1 token, read at each layer
+    notes: list[list[str]] = field(default_factory=list)  # byte fragments explained, else ""
 
 
 def forward_passes() -> int:
@@ -166,18 +170,24 @@ def _surprisal(loaded: LoadedModel, ids: list[int], logits: torch.Tensor) -> Pro
     return PromptSurprisal(tokens, math.exp(nll), nll / math.log(2))
 
 
-def _forward(loaded: LoadedModel, prompt: str, max_tokens: int | None = None) -> ForwardRecord:
+def _forward(
+    loaded: LoadedModel, prompt: str, max_tokens: int | None = None, knock_out: tuple = ()
+) -> ForwardRecord:
     global _forward_passes
     ids, notice = _encode(loaded, prompt, max_tokens)
     if not ids:
         raise ValueError("prompt gave no tokens: type a few words for the model to continue")
-    key = (loaded.name, str(loaded.model.dtype), id(loaded.model), prompt, len(ids), ids[-1])
+    key = (
+        loaded.name, str(loaded.model.dtype), id(loaded.model), prompt, len(ids), ids[-1],
+        knock_out,
+    )  # fmt: skip
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
     # Between the engine's steps on the same model: the cores serve one forward pass at a time.
-    with exclusive(), torch.no_grad():
+    # Parts switched off are zeroed by hooks of this thread only, removed right after the pass.
+    with exclusive(), knockout.switched_off(loaded.model, knock_out), torch.no_grad():
         output = loaded.model(
             torch.tensor([ids], device=loaded.device), output_hidden_states=True, use_cache=False
         )
@@ -188,7 +198,7 @@ def _forward(loaded: LoadedModel, prompt: str, max_tokens: int | None = None) ->
     layer_states = torch.stack([h[0, -1].float().cpu() for h in output.hidden_states])
     record = ForwardRecord(
         loaded.name, prompt, ids, all_logits[-1].clone(), layer_states,
-        _surprisal(loaded, ids, all_logits), notice,
+        _surprisal(loaded, ids, all_logits), notice, knock_out=knock_out,
     )  # fmt: skip
     with _lock:
         _cache[key] = record
@@ -198,17 +208,27 @@ def _forward(loaded: LoadedModel, prompt: str, max_tokens: int | None = None) ->
 
 
 def next_token_distribution(
-    loaded: LoadedModel, prompt: str, max_tokens: int | None = None
+    loaded: LoadedModel,
+    prompt: str,
+    max_tokens: int | None = None,
+    knock_out: list | tuple | None = None,
 ) -> NextTokenDistribution:
     """The model's scores for the token after ``prompt`` (one cached forward pass).
 
     ``max_tokens`` caps the prompt length (default: the model's context length); a longer
     prompt keeps its end and the result carries a ``notice`` saying so.
+
+    ``knock_out`` switches parts of the model off for this pass (their output set to zero):
+    ``("head", layer, head)``, ``("attention", layer)`` or ``("mlp", layer)``, counted from 0.
+    The shared model itself is never changed (see `llmlab.knockout`).
+
+        >>> dist = next_token_distribution(loaded, "Hi", knock_out=[("mlp", 0)])  # doctest: +SKIP
     """
-    record = _forward(loaded, prompt, max_tokens)
+    parts = knockout.check_parts(loaded.model, knock_out)
+    record = _forward(loaded, prompt, max_tokens, parts)
     return NextTokenDistribution(
         record.model_name, prompt, record.prompt_ids, record.logits,
-        torch.softmax(record.logits, dim=-1), record.notice,
+        torch.softmax(record.logits, dim=-1), record.notice, parts,
     )  # fmt: skip
 
 
@@ -279,10 +299,10 @@ def logit_lens(
     names = ["embeddings"] + [
         f"layer {i}" + (" (output)" if i == last else "") for i in range(1, last + 1)
     ]
+    named = [[token_name(loaded.tokenizer, t) for t in row] for row in top_ids.tolist()]
     record.lens[top] = LogitLens(
-        names, top_ids.tolist(),
-        [[token_text(loaded.tokenizer, t) for t in row] for row in top_ids.tolist()],
-        top_probs.tolist(), probs[:, final_top].tolist(),
+        names, top_ids.tolist(), [[n.label for n in row] for row in named],
+        top_probs.tolist(), probs[:, final_top].tolist(), [[n.note for n in row] for row in named],
     )  # fmt: skip
     return record.lens[top]
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from llmlab.tokenization.pieces import token_name
+
 
 @dataclass
 class Candidate:
@@ -26,6 +28,7 @@ class Candidate:
     prob_before: float  # softmax of the raw logits
     prob_after: float  # after repetition penalty, temperature and the cut-offs (0 if removed)
     kept: bool  # False when a filter removed it (or, for beams, the branch was pruned)
+    note: str = ""  # what a byte fragment is ("" for a token with text of its own)
 
 
 @dataclass
@@ -38,6 +41,7 @@ class BeamState:
     kept: bool  # True: continues into the next step; False: pruned (or finished)
     parent: int | None  # index of the live beam it extends in the previous step (None: prompt)
     finished: bool = False  # ended with the end-of-sequence token (a finished hypothesis)
+    label: str = ""  # `text`, with trailing bytes of an unfinished character in hex ("<F0 9F>")
 
 
 @dataclass
@@ -95,21 +99,33 @@ class GenerationResult:
 
 
 class TokenText:
-    """Token ids -> readable strings, remembered (a run asks for the same ids again and again)."""
+    """Token ids -> readable strings, remembered (a run asks for the same ids again and again).
+
+    A token that is only part of a character (a piece of an emoji) is named by its bytes in hex,
+    as on the Tokenizers page: `llmlab.tokenization.token_name`.
+    """
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
-        self.known: dict[int, str] = {}
 
     def __call__(self, token_id: int) -> str:
-        text = self.known.get(token_id)
-        if text is None:
-            text = self.tokenizer.decode([token_id], skip_special_tokens=False)
-            self.known[token_id] = text
-        return text
+        return token_name(self.tokenizer, token_id).label
+
+    def note(self, token_id: int) -> str:
+        return token_name(self.tokenizer, token_id).note
 
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def label(self, ids: list[int]) -> str:
+        """`text(ids)`, with the bytes of a character still unfinished at the end in hex."""
+        text = self.text(ids)
+        if not text.endswith("\ufffd"):
+            return text
+        cut = len(ids)
+        while cut and token_name(self.tokenizer, ids[cut - 1]).fragment:
+            cut -= 1
+        return self.text(ids[:cut]) + "".join(self(i) for i in ids[cut:])
 
 
 class IncrementalDecoder:
@@ -167,6 +183,9 @@ def record_candidates(
     ids = top.tolist()
     raw, before, after, kept_scores = table.tolist()
     return [
-        Candidate(i, token_text(i), raw[n], before[n], after[n], kept_scores[n] > -math.inf)
+        Candidate(
+            i, token_text(i), raw[n], before[n], after[n], kept_scores[n] > -math.inf,
+            token_text.note(i),
+        )
         for n, i in enumerate(ids)
-    ]
+    ]  # fmt: skip

@@ -13,10 +13,16 @@ from llmlab.tokenization.bpe import BPETokenizer, MergeStep, TrainResult, replay
 from llmlab.tokenization.char import CharTokenizer, SequenceLengths, sequence_lengths
 from llmlab.tokenization.pieces import (
     PiecesSummary,
+    TokenName,
     TokenPiece,
+    bytes_label,
     clean_text,
+    fragment_note,
     has_lone_surrogates,
+    token_label,
+    token_name,
     visible,
+    visible_label,
 )
 from llmlab.tokenization.word import DEFAULT_CORPUS, WordTokenizer
 from llmlab.tokenization.zoo import MAX_CHARS, ZOO, Tokenizer, list_tokenizers, load
@@ -29,17 +35,23 @@ __all__ = [
     "MergeStep",
     "PiecesSummary",
     "SequenceLengths",
+    "TokenName",
     "TokenPiece",
     "Tokenizer",
     "TrainResult",
     "WordTokenizer",
     "ZOO",
+    "bytes_label",
     "clean_text",
+    "fragment_note",
     "has_lone_surrogates",
     "list_tokenizers",
     "load",
     "replay",
     "sequence_lengths",
+    "token_label",
+    "token_name",
     "train",
     "visible",
+    "visible_label",
 ]

@@ -11,6 +11,7 @@ it is part of, so all pieces of one emoji share a span.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -39,12 +40,111 @@ class TokenPiece:
         """Readable form: whitespace made visible, byte fragments as hex, e.g. `·<F0 9F>`."""
         if self.text is not None:
             return visible(self.text)
-        # Show the complete characters inside the fragment as text and only the rest as hex.
-        head = self.data.decode("utf-8", errors="ignore")
-        if head and self.data.startswith(head.encode()):
-            rest = self.data[len(head.encode()) :]
-            return visible(head) + "<" + rest.hex(" ").upper() + ">"
-        return "<" + self.data.hex(" ").upper() + ">"
+        return visible_label(bytes_label(self.data))
+
+    def note(self) -> str:
+        """What a byte fragment is, in plain words ("" for a token with text of its own)."""
+        return "" if self.text is not None else fragment_note(self.data)
+
+
+def bytes_label(data: bytes) -> str:
+    """A byte fragment as the lab shows it: complete characters as text, the rest as hex.
+
+    >>> bytes_label(b" \\xf0\\x9f"), bytes_label(b"\\x9a\\x80")
+    (' <F0 9F>', '<9A 80>')
+    """
+    head = data.decode("utf-8", errors="ignore")
+    if head and data.startswith(head.encode()):
+        rest = data[len(head.encode()) :]
+        return head + "<" + rest.hex(" ").upper() + ">"
+    return "<" + data.hex(" ").upper() + ">"
+
+
+HEX_TAIL = regex.compile(r"<[0-9A-F]{2}(?: [0-9A-F]{2})*>$")
+
+
+def visible_label(label: str) -> str:
+    """`visible` for a token label: the spaces between a byte fragment's hex bytes stay spaces.
+
+    >>> visible_label(" <F0 9F>"), visible_label("a b")
+    ('·<F0 9F>', 'a·b')
+    """
+    tail = HEX_TAIL.search(label)
+    if tail is None:
+        return visible(label)
+    return visible(label[: tail.start()]) + tail.group()
+
+
+def _lead_length(byte: int) -> int:
+    """How many bytes the UTF-8 character starting with this byte has (0: not a start byte)."""
+    if byte < 0x80:
+        return 1
+    if 0xC2 <= byte <= 0xDF:
+        return 2
+    if 0xE0 <= byte <= 0xEF:
+        return 3
+    if 0xF0 <= byte <= 0xF4:
+        return 4
+    return 0  # 0x80-0xBF continue a character; 0xC0, 0xC1 and 0xF5-0xFF never appear in UTF-8
+
+
+_KINDS = {
+    2: "a 2-byte character (accented letters, Greek, Cyrillic...)",
+    3: "a 3-byte character (most Chinese, Japanese and Korean, many symbols)",
+    4: "a 4-byte character (often an emoji)",
+}
+
+
+def fragment_note(data: bytes) -> str:
+    """A byte fragment explained: which part of a UTF-8 character its bytes are.
+
+    A character is 1 to 4 bytes: the first byte says how many, the others ("continuation
+    bytes", 80 to BF in hex) carry the rest. A token may hold only some of them.
+
+    >>> fragment_note(b"\\xf0")
+    'byte fragment: start of a 4-byte character (often an emoji)'
+    >>> fragment_note(b"\\x9a\\x80")
+    'byte fragment: 2 continuation bytes (the middle or end of a longer character)'
+    >>> fragment_note(b" \\xf0\\x9f")
+    'byte fragment: a space, then the first 2 bytes of a 4-byte character (often an emoji)'
+    """
+    parts: list[str] = []
+    position, size = 0, len(data)
+    loose = 0  # continuation bytes before any start byte
+    while position < size and 0x80 <= data[position] <= 0xBF:
+        loose += 1
+        position += 1
+    if loose:
+        word = "byte" if loose == 1 else "bytes"
+        parts.append(f"{loose} continuation {word} (the middle or end of a longer character)")
+    text = ""
+    while position < size:
+        length = _lead_length(data[position])
+        chunk = data[position : position + length]
+        if length == 0:
+            parts.append(f"the byte {data[position]:02X}, which never appears in UTF-8 text")
+            position += 1
+            continue
+        if len(chunk) < length or any(not 0x80 <= b <= 0xBF for b in chunk[1:]):
+            if text:
+                parts.append(_text_words(text))
+                text = ""
+            kind = _KINDS[length]
+            taken = len(chunk)
+            while taken > 1 and not all(0x80 <= b <= 0xBF for b in chunk[1:taken]):
+                taken -= 1
+            parts.append(f"start of {kind}" if taken == 1 else f"the first {taken} bytes of {kind}")
+            position += taken
+            continue
+        text += chunk.decode("utf-8")
+        position += length
+    if text:
+        parts.append(_text_words(text))
+    return "byte fragment: " + ", then ".join(parts)
+
+
+def _text_words(text: str) -> str:
+    return "a space" if text == " " else f"the text {text!r}"
 
 
 # Spaces, tabs and newlines as marks; other control characters (U+0000..U+001F, U+007F) as their
@@ -103,6 +203,87 @@ def _gpt2_unicode_to_byte() -> dict[str, int]:
             table[chr(256 + extra)] = byte
             extra += 1
     return table
+
+
+_BYTE_TOKEN = regex.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@dataclass(frozen=True)
+class TokenName:
+    """One token as every candidate list shows it (see `token_name`)."""
+
+    label: str  # the token's exact text; a byte fragment's bytes in hex, e.g. " <F0 9F>"
+    note: str = ""  # what a byte fragment is, in plain words; "" for a token with text
+
+    @property
+    def fragment(self) -> bool:
+        return bool(self.note)
+
+
+def _fragment_bytes(tokenizer: Any, token_id: int) -> bytes | None:
+    """The bytes of a token whose decoded text is not whole characters (None: not knowable).
+
+    SentencePiece tokenizers (Gemma) name a raw byte "<0xF0>"; byte-level ones (SmolLM2, GPT-2)
+    write each byte as a printable character ("ðŁ" is F0 9F).
+    """
+    raw = tokenizer.convert_ids_to_tokens(int(token_id))
+    if not isinstance(raw, str) or not raw:
+        return None
+    found = _BYTE_TOKEN.fullmatch(raw)
+    if found:
+        return bytes([int(found[1], 16)])
+    table = _gpt2_unicode_to_byte()
+    if all(c in table for c in raw):
+        return bytes(table[c] for c in raw)
+    return None
+
+
+_names: dict[int, tuple[Any, dict[int, TokenName]]] = {}
+_names_lock = threading.Lock()
+
+
+def token_name(tokenizer: Any, token_id: int) -> TokenName:
+    """Name a token of a Hugging Face tokenizer the way the Tokenizers page does.
+
+    Decoding a token that is only part of a UTF-8 character gives "\ufffd", the replacement
+    character; such a token is shown by its bytes instead, with a note saying which part of a
+    character they are. Names are remembered per tokenizer (lists ask for the same ids often).
+
+    >>> from llmlab import models                                    # doctest: +SKIP
+    >>> tokenizer = models.load("smollm2-135m-instruct").tokenizer   # doctest: +SKIP
+    >>> token_name(tokenizer, 15107)                                 # doctest: +SKIP
+    TokenName(label=' <F0 9F>', note='byte fragment: a space, then the first 2 bytes of a 4-byte character (often an emoji)')
+    """
+    token_id = int(token_id)
+    with _names_lock:
+        entry = _names.get(id(tokenizer))
+        if entry is None or entry[0] is not tokenizer:  # an id can be reused by a new object
+            entry = (tokenizer, {})
+            _names[id(tokenizer)] = entry
+            while len(_names) > 32:
+                _names.pop(next(iter(_names)))
+    known = entry[1]
+    name = known.get(token_id)
+    if name is None:
+        name = _name(tokenizer, token_id)
+        known[token_id] = name
+    return name
+
+
+def _name(tokenizer: Any, token_id: int) -> TokenName:
+    text = tokenizer.decode([token_id], skip_special_tokens=False)
+    if "\ufffd" in text:
+        data = _fragment_bytes(tokenizer, token_id)
+        if data is not None and not _decodes(data):
+            return TokenName(bytes_label(data), fragment_note(data))
+    if not text:  # a token that decodes to nothing: show its raw name
+        text = str(tokenizer.convert_ids_to_tokens(token_id))
+    return TokenName(text)
+
+
+def token_label(tokenizer: Any, token_id: int) -> str:
+    """`token_name(tokenizer, token_id).label`: the token's text, or its bytes as hex."""
+    return token_name(tokenizer, token_id).label
 
 
 def byte_level_decoder(backend: Any, byte_level: bool) -> Callable[[int], bytes]:
