@@ -381,3 +381,48 @@ def test_the_temperature_ladder_side_by_side(app, smollm2):
     assert not app.exception
     titles = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("T = 1.5, step 4" in t for t in titles)
+
+
+@pytest.mark.browser
+def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(browser, app_url, page):
+    """Branch from a chip, branch from that branch, then a second visitor opens the copied
+    link, presses Generate and gets the same tree."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    query = urlencode({"model": MODEL, "precision": "float32", "template": "0",
+                       "strategy": "top_k", "top_k": "20", "seed": "5", "max_new_tokens": "8"})  # fmt: skip
+    open_page(page, app_url, f"decoding?{query}")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Step explorer").wait_for(timeout=240_000)
+    wait_for_app(page, timeout=240_000)
+    for step, branches in ((3, 1), (6, 2)):
+        page.get_by_role("button", name=re.compile(rf"^{step} ")).first.click()
+        wait_for_app(page)
+        page.get_by_role("button", name="Continue from here").click()
+        expect(page.get_by_text(f"branch {branches}", exact=True).first).to_be_visible(
+            timeout=240_000
+        )
+        wait_for_app(page, timeout=240_000)
+        no_exception(page)
+    texts = page.locator("[data-testid='stHtml']").filter(has_text="branch 2").first.inner_text()
+    page.get_by_role("button", name="Copy link").click()
+    code = page.locator("[data-testid='stCode']").last
+    code.wait_for()
+    link = code.inner_text().strip()
+    assert link.count("branches=") == 2 and "branches=1." in link
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        visitor = other.new_page()
+        visitor.set_default_timeout(240_000)
+        visitor.goto(link)
+        wait_for_app(visitor)
+        visitor.get_by_role("button", name="Generate").click()
+        expect(visitor.get_by_text("branch 2", exact=True).first).to_be_visible(timeout=240_000)
+        wait_for_app(visitor, timeout=240_000)
+        no_exception(visitor)
+        shown = visitor.locator("[data-testid='stHtml']").filter(has_text="branch 2").first
+        assert shown.inner_text() == texts
+    finally:
+        other.close()
