@@ -398,7 +398,8 @@ def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(browser, app_ur
     page.get_by_text("Step explorer").wait_for(timeout=240_000)
     wait_for_app(page, timeout=240_000)
     for step, branches in ((3, 1), (6, 2)):
-        page.get_by_role("button", name=re.compile(rf"^{step} ")).first.click()
+        chips = page.locator("[data-testid='stButtonGroup']").filter(has_text="Click a token")
+        chips.get_by_text(re.compile(rf"^{step} ")).first.click()
         wait_for_app(page)
         page.get_by_role("button", name="Continue from here").click()
         expect(page.get_by_text(f"branch {branches}", exact=True).first).to_be_visible(
