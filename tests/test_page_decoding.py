@@ -384,7 +384,9 @@ def test_the_temperature_ladder_side_by_side(app, smollm2):
 
 
 @pytest.mark.browser
-def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(browser, app_url, page):
+def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(
+    browser, app_url, page, screenshots_dir
+):
     """Branch from a chip, branch from that branch, then a second visitor opens the copied
     link, presses Generate and gets the same tree."""
     from urllib.parse import urlencode
@@ -425,5 +427,31 @@ def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(browser, app_ur
         no_exception(visitor)
         shown = visitor.locator("[data-testid='stHtml']").filter(has_text="branch 2").first
         assert shown.inner_text() == texts
+        visitor.screenshot(path=str(screenshots_dir / "decoding-branches.png"), full_page=True)
     finally:
         other.close()
+
+
+@pytest.mark.browser
+def test_the_temperature_ladder_in_the_browser(app_url, page, screenshots_dir):
+    """Greedy and three temperatures side by side; a token of one run opens its candidates."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    query = urlencode({"model": MODEL, "precision": "float32", "template": "0",
+                       "mode": "Temperature ladder", "max_new_tokens": "6", "seed": "2"})  # fmt: skip
+    open_page(page, app_url, f"decoding?{query}")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("leaves greedy at step").first.wait_for(timeout=240_000)
+    wait_for_app(page, timeout=240_000)
+    no_exception(page)
+    runs = page.locator("[data-testid='stButtonGroup']").filter(has_text="Run")
+    runs.get_by_text("T = 1.5", exact=True).click()
+    wait_for_app(page)
+    tokens = page.locator("[data-testid='stButtonGroup']").filter(has_text="Tokens of this run")
+    tokens.get_by_text(re.compile(r"^2 ")).first.click()
+    expect(page.get_by_text("T = 1.5, step 2").first).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    no_exception(page)
+    page.screenshot(path=str(screenshots_dir / "decoding-ladder.png"), full_page=True)
