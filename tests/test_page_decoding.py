@@ -427,6 +427,7 @@ def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(
         no_exception(visitor)
         shown = visitor.locator("[data-testid='stHtml']").filter(has_text="branch 2").first
         assert shown.inner_text() == texts
+        shown.scroll_into_view_if_needed()
         visitor.screenshot(path=str(screenshots_dir / "decoding-branches.png"), full_page=True)
     finally:
         other.close()
