@@ -10,6 +10,7 @@ from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
+from llmlab import ui
 from llmlab.generation import branching
 from llmlab.generation.decoding import generate
 
@@ -310,11 +311,19 @@ def test_branching_from_a_chip_twice_builds_a_tree_and_puts_it_in_the_link(app, 
     assert second.new_ids[:5] == first.new_ids[:5] and second.new_ids[5] != first.new_ids[5]
     assert any("Branches" in m.value for m in app.subheader)
     assert links(app, "branches") == tree.branch_texts()
-    # The step explorer follows the node shown.
-    app.radio(key="dec-node").set_value(0).run()
+    # The text, the chips and the step explorer follow the node shown.
+    app.radio(key="dec-node").set_value(1).run()
     assert not app.exception
+    app.slider(key="dec-step").set_value(3).run()
+    bold = [m.value for m in app.markdown if "<b>" in m.value]
+    assert any(f"<b>{ui.escape(first.text)}</b>" in value for value in bold)
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("Step 3: chose" in t for t in titles)
+    app.button_group(key="dec-chip-1").set_value(6).run()
+    assert app.slider(key="dec-step").value == 7
+    app.radio(key="dec-node").set_value(0).run()
     app.slider(key="dec-step").set_value(8).run()
-    assert app.session_state["dec-node"] == 0
+    assert app.session_state["dec-node"] == 0 and not app.exception
 
 
 def test_a_link_with_branches_rebuilds_the_same_tree(smollm2):
