@@ -56,6 +56,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     # decoding
     "generate": ("llmlab.generation.decoding", "generate"),
     "iter_generate": ("llmlab.generation.decoding", "iter_generate"),
+    "branch": ("llmlab.generation.branching", "branch"),
+    "iter_branch": ("llmlab.generation.branching", "iter_branch"),
+    "temperature_ladder": ("llmlab.generation.ladder", "temperature_ladder"),
     # training
     "train_tiny_gpt": ("llmlab.training", "train_tiny_gpt"),
     "load_trained": ("llmlab.training", "load_trained"),

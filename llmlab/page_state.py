@@ -219,6 +219,37 @@ class Choices(Field):
         return ", ".join(str(v) for v in value) or "none"
 
 
+@dataclass(frozen=True)
+class BranchPoints(Field):
+    """A tree of branched generations: each branch as ``parent.step.token`` (see
+    `llmlab.generation.branch_points`), repeated in links (``?branches=0.3.1234&branches=1.5.9``).
+
+    >>> BranchPoints("branches", "k", []).convert(["0.3.1234", "1.5.9"])
+    ['0.3.1234', '1.5.9']
+    """
+
+    def convert(self, raw: Any) -> list[str]:
+        from llmlab.generation.branch_points import MAX_BRANCHES, read_points
+
+        items = raw if isinstance(raw, list) else [raw]
+        try:
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError("not text")
+            points = read_points(items)
+        except ValueError:
+            raise Refused(
+                "must list branch points written parent.step.token (for instance 0.3.1234), "
+                f"each leaving the original (0) or an earlier branch, at most {MAX_BRANCHES}"
+            ) from None
+        return [point.text for point in points]
+
+    def to_link(self, value: Any) -> list[str]:
+        return [str(v) for v in value]
+
+    def describe(self, value: Any) -> str:
+        return f"{len(value)} branches" if value else "none"
+
+
 @dataclass
 class Parsed:
     """Widget values to apply (by widget key) and a notice for each value refused."""

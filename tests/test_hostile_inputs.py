@@ -357,3 +357,43 @@ def test_odd_text_runs_in_the_library(smollm2, label):
 def test_zz_every_input_passed():
     print(f"\nhostile inputs: tried {tally['tried']}, passed {tally['passed']}")
     assert tally["tried"] > 0 and tally["tried"] == tally["passed"]
+
+
+def test_decoding_branches_and_ladder():
+    """With a tree of branches on the page, hostile prompts and extreme numbers keep it; the
+    ladder takes the same prompts and numbers without a traceback."""
+    at = _open("decoding")
+    at.selectbox(key="dec-model").set_value(MODEL).run()
+    at.slider(key="dec-max-new").set_value(3).run()
+    at.button(key="dec-generate").click().run()
+    at.button_group(key="dec-chip-0").set_value(1).run()
+    at.button(key="dec-branch-go").click().run()
+    assert not at.exception and not at.error
+    tree = at.session_state["dec-tree"]
+    assert len(tree) == 2
+    kept = {"dec-tree": tree, "dec-branches": tree.branch_texts()}
+    _sweep_text(at, "text_area", "dec-prompt", kept)
+    for label in ("empty", "whitespace", "1MB"):  # refused before any run: the tree stays
+        at.text_area(key="dec-prompt").set_value(TEXTS[label])
+        at.button(key="dec-generate").click().run()
+        _check(at, kept, f"dec-prompt + Generate with branches <- {label}")
+    _sweep_numbers(at, kept, skip={"dec-max-new"})
+    at.text_area(key="dec-prompt").set_value("Once upon a time").run()
+    at.segmented_control(key="dec-mode").set_value("Temperature ladder").run()
+    at.slider(key="dec-max-new").set_value(2).run()
+    for label in ("nul+control", "lone surrogate", "zero-width joiner", "script", "img onerror"):
+        at.text_area(key="dec-prompt").set_value(TEXTS[label])
+        at.button(key="dec-generate").click().run()
+        _check(at, {}, f"ladder: dec-prompt + Generate <- {label}")
+        assert "dec-ladder-result" in at.session_state, label
+    kept = {"dec-ladder-result": at.session_state["dec-ladder-result"]}
+    for label in ("empty", "1MB"):
+        at.text_area(key="dec-prompt").set_value(TEXTS[label])
+        at.button(key="dec-generate").click().run()
+        _check(at, kept, f"ladder: dec-prompt + Generate <- {label}")
+    at.multiselect(key="dec-ladder").set_value([]).run()
+    at.text_area(key="dec-prompt").set_value("Hi").run()
+    at.button(key="dec-generate").click().run()
+    _check(at, kept, "ladder: no temperature")
+    assert any("at least one temperature" in w.value for w in at.warning)
+    _sweep_numbers(at, kept, skip={"dec-max-new"})

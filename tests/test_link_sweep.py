@@ -115,3 +115,39 @@ def test_bad_layer_and_head_with_a_part_switched_off(page, label):
 def test_print_the_count():
     print(f"\nhostile links: {RESULTS['passed']} of {RESULTS['tried']} passed")
     assert RESULTS["tried"] == RESULTS["passed"]
+
+
+def test_the_branch_and_ladder_inputs_are_in_the_sweep(declared):
+    names = {spec.name for spec in declared["decoding"]}
+    assert {"branches", "ladder"} <= names
+
+
+@pytest.mark.parametrize(
+    "branches",
+    [
+        ["1.2.3"],  # the first branch can only leave the original
+        ["0.2.3", "5.1.1"],  # a parent not made yet
+        ["0.600.3"],  # past the last step a run can have
+        ["0.1.99999999999"],  # a token id no model has
+        ["0.1.2.99"],  # a beam no beam search has
+        ["0.1"],
+        ["0.1.2"] * 13,  # more branches than a tree keeps
+        ["<script>alert(1)</script>"],
+        ["0.1.2", "javascript:alert(1)"],
+    ],
+)
+def test_bad_branch_points_in_a_link_are_refused_with_a_notice(branches):
+    at = page_from_link("decoding", {"branches": branches})
+    assert not at.exception and not at.error
+    notices = [w.value for w in at.warning]
+    assert any(n.startswith("**branches** in the link") for n in notices), notices
+    assert not any("script" in n or "javascript" in n for n in notices)
+    assert "branches" not in at.query_params
+    assert "dec-branches" not in at.session_state  # nothing of the refused value is kept
+
+
+def test_bad_ladder_temperatures_in_a_link_are_refused_with_a_notice():
+    at = page_from_link("decoding", {"ladder": ["0.2", "0.3"], "mode": "Temperature ladder"})
+    assert not at.exception and not at.error
+    assert any(w.value.startswith("**ladder** in the link") for w in at.warning)
+    assert at.multiselect(key="dec-ladder").value == [0.2, 0.7, 1.0, 1.5]

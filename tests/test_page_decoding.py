@@ -10,6 +10,8 @@ from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
+from llmlab import ui
+from llmlab.generation import branching
 from llmlab.generation.decoding import generate
 
 MODEL = "smollm2-135m-instruct"
@@ -263,3 +265,203 @@ def test_eight_sessions_generate_at_once_and_each_gets_the_greedy_text(browser, 
     finally:
         for context in contexts:
             context.close()
+
+
+# --- what if? branches and the temperature ladder -------------------------------------------
+
+
+def links(at, name: str) -> list[str]:
+    """A parameter of the address bar as a list (a repeated one is a list already)."""
+    value = at.query_params.get(name, [])
+    return value if isinstance(value, list) else [value]
+
+
+def generated(app, strategy: str = "greedy", tokens: int = 6, **sliders) -> AppTest:
+    app.selectbox(key="dec-model").set_value(MODEL).run()
+    app.radio(key="dec-dtype").set_value("float32").run()
+    app.toggle(key="dec-template").set_value(False).run()
+    app.selectbox(key="dec-strategy").set_value(strategy).run()
+    app.slider(key="dec-max-new").set_value(tokens).run()
+    for key, value in sliders.items():
+        app.slider(key=key).set_value(value).run()
+    app.button(key="dec-generate").click().run()
+    assert not app.exception and not app.error
+    return app
+
+
+def branch_at(app, step: int) -> None:
+    """Click the token chip of `step` (from 0), keep the first other candidate, continue."""
+    node = app.session_state["dec-node"] if "dec-node" in app.session_state else 0  # noqa: SIM401
+    app.button_group(key=f"dec-chip-{node}").set_value(step).run()
+    assert app.slider(key="dec-step").value == step + 1
+    app.button(key="dec-branch-go").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+
+
+def test_branching_from_a_chip_twice_builds_a_tree_and_puts_it_in_the_link(app, smollm2):
+    generated(app, "top_p", 8)
+    original = app.session_state["dec-result"]
+    branch_at(app, 2)
+    branch_at(app, 5)  # from the branch just made, which the page now shows
+    tree = app.session_state["dec-tree"]
+    assert len(tree) == 3 and tree.points[2].parent == 1 and tree.points[1].step == 2
+    first, second = tree.results[1], tree.results[2]
+    expected = branching.branch(original, 2, first.new_ids[2], model=smollm2)
+    assert first.new_ids == expected.new_ids and first.new_ids[:2] == original.new_ids[:2]
+    assert second.new_ids[:5] == first.new_ids[:5] and second.new_ids[5] != first.new_ids[5]
+    assert any("Branches" in m.value for m in app.subheader)
+    assert links(app, "branches") == tree.branch_texts()
+    # The text, the chips and the step explorer follow the node shown.
+    app.radio(key="dec-node").set_value(1).run()
+    assert not app.exception
+    app.slider(key="dec-step").set_value(3).run()
+    bold = [m.value for m in app.markdown if "<b>" in m.value]
+    assert any(f"<b>{ui.escape(first.text)}</b>" in value for value in bold)
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("Step 3: chose" in t for t in titles)
+    app.button_group(key="dec-chip-1").set_value(6).run()
+    assert app.slider(key="dec-step").value == 7
+    app.radio(key="dec-node").set_value(0).run()
+    app.slider(key="dec-step").set_value(8).run()
+    assert app.session_state["dec-node"] == 0 and not app.exception
+
+
+def test_a_link_with_branches_rebuilds_the_same_tree(smollm2):
+    link = {"model": MODEL, "precision": "float32", "template": "0", "strategy": "sample",
+            "seed": "3", "max_new_tokens": "7"}  # fmt: skip
+    original = generate(smollm2, "Once upon a time", "sample", max_new_tokens=7, seed=3)
+    other = next(
+        c.token_id for c in original.steps[1].candidates if c.token_id != original.new_ids[1]
+    )
+    first = branching.branch(original, 1, other, model=smollm2)
+    nested = next(c.token_id for c in first.steps[4].candidates if c.token_id != first.new_ids[4])
+    at = page_from_link({**link, "branches": [f"0.1.{other}", f"1.4.{nested}"]})
+    assert not at.exception and not at.warning
+    at.button(key="dec-generate").click().run()
+    assert not at.exception and not at.error
+    tree = at.session_state["dec-tree"]
+    assert [r.new_ids for r in tree.results][:2] == [original.new_ids, first.new_ids]
+    assert tree.results[2].new_ids == branching.branch(first, 4, nested, model=smollm2).new_ids
+    assert links(at, "branches") == [f"0.1.{other}", f"1.4.{nested}"]
+
+
+def test_a_link_branch_that_does_not_fit_gives_a_notice():
+    at = page_from_link({"model": MODEL, "max_new_tokens": "3", "branches": ["0.20.5"]})
+    at.button(key="dec-generate").click().run()
+    assert not at.exception and not at.error
+    assert any("Branch 1 does not fit this run" in w.value for w in at.warning)
+    assert "branches" not in at.query_params
+
+
+def test_a_beam_branch_continues_a_pruned_beam(app, smollm2):
+    generated(app, "beam", 4, **{"dec-beams": 2})
+    app.slider(key="dec-step").set_value(2).run()
+    beams = app.session_state["dec-result"].steps[1].beams
+    pruned = next(n for n, b in enumerate(beams) if not b.kept and not b.finished)
+    app.selectbox(key="dec-branch-beam-1").set_value(pruned).run()
+    app.button(key="dec-branch-go").click().run()
+    assert not app.exception and not app.error
+    made = app.session_state["dec-tree"].results[1]
+    assert made.new_ids[:2] == beams[pruned].tokens
+    assert links(app, "branches") == [f"0.1.{beams[pruned].tokens[-1]}.{pruned}"]
+
+
+def test_the_temperature_ladder_side_by_side(app, smollm2):
+    app.segmented_control(key="dec-mode").set_value("Temperature ladder").run()
+    app.selectbox(key="dec-model").set_value(MODEL).run()
+    app.radio(key="dec-dtype").set_value("float32").run()
+    app.toggle(key="dec-template").set_value(False).run()
+    app.slider(key="dec-max-new").set_value(6).run()
+    app.multiselect(key="dec-ladder").set_value([0.2, 1.5]).run()
+    app.number_input(key="dec-seed").set_value(9).run()
+    app.button(key="dec-generate").click().run()
+    assert not app.exception and not app.error
+    outcome = app.session_state["dec-ladder-result"]
+    assert outcome.greedy.new_ids == generate(smollm2, "Once upon a time", max_new_tokens=6).new_ids
+    for run in outcome.runs:
+        alone = generate(smollm2, "Once upon a time", "sample", max_new_tokens=6, seed=9,
+                         temperature=run.temperature)  # fmt: skip
+        assert run.result.new_ids == alone.new_ids
+    assert any("Temperature ladder" in m.value for m in app.subheader)
+    assert links(app, "ladder") == ["0.2", "1.5"]
+    # Clicking a token of the T = 1.5 run shows that step's candidates at that temperature.
+    app.button_group(key="dec-ladder-run").set_value(2).run()
+    app.button_group(key="dec-ladder-token-2").set_value(3).run()
+    assert not app.exception
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("T = 1.5, step 4" in t for t in titles)
+
+
+@pytest.mark.browser
+def test_branch_twice_copy_the_link_and_open_it_in_a_new_context(
+    browser, app_url, page, screenshots_dir
+):
+    """Branch from a chip, branch from that branch, then a second visitor opens the copied
+    link, presses Generate and gets the same tree."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    query = urlencode({"model": MODEL, "precision": "float32", "template": "0",
+                       "strategy": "top_k", "top_k": "20", "seed": "5", "max_new_tokens": "8"})  # fmt: skip
+    open_page(page, app_url, f"decoding?{query}")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Step explorer").wait_for(timeout=240_000)
+    wait_for_app(page, timeout=240_000)
+    for step, branches in ((3, 1), (6, 2)):
+        chips = page.locator("[data-testid='stButtonGroup']").filter(has_text="Click a token")
+        chips.get_by_text(re.compile(rf"^{step} ")).first.click()
+        wait_for_app(page)
+        page.get_by_role("button", name="Continue from here").click()
+        expect(page.get_by_text(f"branch {branches}", exact=True).first).to_be_visible(
+            timeout=240_000
+        )
+        wait_for_app(page, timeout=240_000)
+        no_exception(page)
+    texts = page.locator("[data-testid='stHtml']").filter(has_text="branch 2").first.inner_text()
+    page.get_by_role("button", name="Copy link").click()
+    code = page.locator("[data-testid='stCode']").last
+    code.wait_for()
+    link = code.inner_text().strip()
+    assert link.count("branches=") == 2 and "branches=1." in link
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        visitor = other.new_page()
+        visitor.set_default_timeout(240_000)
+        visitor.goto(link)
+        wait_for_app(visitor)
+        visitor.get_by_role("button", name="Generate").click()
+        expect(visitor.get_by_text("branch 2", exact=True).first).to_be_visible(timeout=240_000)
+        wait_for_app(visitor, timeout=240_000)
+        no_exception(visitor)
+        shown = visitor.locator("[data-testid='stHtml']").filter(has_text="branch 2").first
+        assert shown.inner_text() == texts
+        shown.scroll_into_view_if_needed()
+        visitor.screenshot(path=str(screenshots_dir / "decoding-branches.png"), full_page=True)
+    finally:
+        other.close()
+
+
+@pytest.mark.browser
+def test_the_temperature_ladder_in_the_browser(app_url, page, screenshots_dir):
+    """Greedy and three temperatures side by side; a token of one run opens its candidates."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    query = urlencode({"model": MODEL, "precision": "float32", "template": "0",
+                       "mode": "Temperature ladder", "max_new_tokens": "6", "seed": "2"})  # fmt: skip
+    open_page(page, app_url, f"decoding?{query}")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("leaves greedy at step").first.wait_for(timeout=240_000)
+    wait_for_app(page, timeout=240_000)
+    no_exception(page)
+    runs = page.locator("[data-testid='stButtonGroup']").filter(has_text="Run")
+    runs.get_by_text("T = 1.5", exact=True).click()
+    wait_for_app(page)
+    tokens = page.locator("[data-testid='stButtonGroup']").filter(has_text="Tokens of this run")
+    tokens.get_by_text(re.compile(r"^2 ")).first.click()
+    expect(page.get_by_text("T = 1.5, step 2").first).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    no_exception(page)
+    page.screenshot(path=str(screenshots_dir / "decoding-ladder.png"), full_page=True)

@@ -212,3 +212,20 @@ def test_settings_file_values_are_checked_like_link_values():
     assert parsed.values == {"p-tokenizers": ["gpt2"], "p-template": True, "p-early": False}
     assert [n.split("**")[1] for n in parsed.notices] == ["prompt", "seed", "temperature"]
     assert all("settings file" in n for n in parsed.notices)
+
+
+def test_branch_points_round_trip_through_a_link_and_a_settings_file():
+    from llmlab.page_state import BranchPoints, encode, parse, read_settings_document
+    from llmlab.page_state import settings_document as document
+
+    fields = [BranchPoints("branches", "dec-branches", [])]
+    tree = ["0.3.1234", "1.5.9", "0.0.7.2"]
+    text = document("decoding", fields, {"dec-branches": tree})
+    assert read_settings_document("decoding", fields, text).values == {"dec-branches": tree}
+    params = encode(fields, {"dec-branches": tree}).params
+    assert params == {"branches": tree}
+    assert parse(fields, params).values == {"dec-branches": tree}
+    assert encode(fields, {"dec-branches": []}).params == {}  # no branches: not in the link
+    broken = read_settings_document("decoding", fields, text.replace('"1.5.9"', '"3.5.9"'))
+    assert broken.values == {} and broken.notices[0].startswith("**branches** in the settings")
+    assert "3.5.9" not in broken.notices[0]

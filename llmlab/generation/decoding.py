@@ -160,13 +160,18 @@ def new_stepper(
     strategy: str,
     settings: dict[str, Any],
     stop_at_eos: bool = True,
+    forced: list[int] | None = None,
 ) -> TokenStepper | BeamStepper:
-    """The per-request state of one run (settings as `validate_settings` returns them)."""
+    """The per-request state of one run (settings as `validate_settings` returns them).
+
+    With `forced` tokens a beam search's settings step one row (its filters, no beams): the
+    imposed tokens of a branch, after which `llmlab.generation.branching` runs the beams.
+    """
     eos = eos_ids(loaded) if stop_at_eos else []
-    if strategy == "beam":
+    if strategy == "beam" and not forced:
         return BeamStepper(loaded.tokenizer, prompt_ids, budget, settings, eos)
     return TokenStepper(
-        loaded.tokenizer, prompt_ids, budget, strategy, settings, eos, loaded.device
+        loaded.tokenizer, prompt_ids, budget, strategy, settings, eos, loaded.device, forced
     )
 
 
@@ -200,7 +205,28 @@ def iter_generate(
     )  # fmt: skip
     loaded = resolve_model(model)
     text, prompt_ids, budget, notices = prepare_prompt(loaded, prompt, settings["max_new_tokens"])
-    stepper = new_stepper(loaded, prompt_ids, budget, strategy, settings, stop_at_eos)
+    return start_stream(
+        loaded, text, prompt_ids, budget, notices, strategy, settings, stop_at_eos, stop
+    )
+
+
+def start_stream(
+    loaded: LoadedModel,
+    text: str,
+    prompt_ids: list[int],
+    budget: int,
+    notices: list[str],
+    strategy: str,
+    settings: dict[str, Any],
+    stop_at_eos: bool = True,
+    stop: Callable[[], bool] | None = None,
+    forced: list[int] | None = None,
+) -> GenerationStream:
+    """Submit a checked request (see `iter_generate`) to the model's engine; its stream.
+
+    `forced` imposes the first tokens (greedy and sampling only; `llmlab.generation.branching`).
+    """
+    stepper = new_stepper(loaded, prompt_ids, budget, strategy, settings, stop_at_eos, forced)
     token_text = TokenText(loaded.tokenizer)
     started = time.perf_counter()
 
@@ -208,7 +234,7 @@ def iter_generate(
         seen: list[Advance], reason: str, outcome: dict[str, Any] | None
     ) -> GenerationResult:
         steps = [advance.record for advance in seen]
-        if strategy == "beam":
+        if strategy == "beam" and not forced:
             outcome = outcome or {"new_ids": [], "token_probs": []}
             new_ids, token_probs = list(outcome["new_ids"]), list(outcome["token_probs"])
         else:
@@ -230,6 +256,8 @@ def iter_generate(
             token_probs=token_probs,
             tokens=[token_text(i) for i in new_ids],
             seconds=time.perf_counter() - started,
+            model=loaded.name,
+            dtype=loaded.facts.dtype,
         )
 
     engine = engine_for(loaded)

@@ -56,6 +56,9 @@ class StepRecord:
     chosen_prob_before: float  # its probability before any filter
     text_delta: str  # new text this step adds (whole characters only; "" for beam search)
     beams: list[BeamState] | None = None  # beam search: live beams first, then pruned ones
+    # How spread out the distribution the token was drawn from is, in bits (None for beams):
+    # 0 = one certain token; log2(vocab) = every token equally likely.
+    entropy: float | None = None
 
     @classmethod
     def for_choice(
@@ -65,6 +68,7 @@ class StepRecord:
         chosen: int,
         text_delta: str,
         beams: list[BeamState] | None = None,
+        entropy: float | None = None,
     ) -> StepRecord:
         """The record of a step whose chosen token is among `candidates`."""
         mine = next(c for c in candidates if c.token_id == chosen)
@@ -77,6 +81,7 @@ class StepRecord:
             chosen_prob_before=mine.prob_before,
             text_delta=text_delta,
             beams=beams,
+            entropy=entropy,
         )
 
 
@@ -96,6 +101,8 @@ class GenerationResult:
     token_probs: list[float] = field(default_factory=list)  # per new token, when it was chosen
     tokens: list[str] = field(default_factory=list)  # each new token as text
     seconds: float = 0.0
+    model: str = ""  # the model's name, so the run can be continued (`llmlab.branch`)
+    dtype: str = ""
 
 
 class TokenText:

@@ -23,6 +23,7 @@ continues from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ class TokenStepper:
         settings: dict[str, Any],
         eos: list[int],
         device: torch.device | str = "cpu",
+        forced: list[int] | None = None,
     ):
         self.prompts = [list(prompt_ids)]  # one row
         self.budget = budget
@@ -72,6 +74,14 @@ class TokenStepper:
         self.sequence[0, : len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long)
         self.length = len(prompt_ids)
         self.step = 0
+        # Tokens imposed at the first steps (a branch): each step still makes its usual choice,
+        # so a seeded generator makes the same draw as in the run being branched, and then
+        # the imposed token takes the drawn one's place.
+        self.forced = list(forced or [])
+        if len(self.forced) > budget:
+            raise ValueError(
+                f"forced has {len(self.forced)} tokens but only {budget} new tokens are allowed"
+            )
 
     @property
     def rows(self) -> int:
@@ -89,13 +99,18 @@ class TokenStepper:
             chosen = int(torch.argmax(scores))
         else:
             chosen = int(torch.multinomial(probs_after, 1, generator=self.generator)[0])
+        if self.step < len(self.forced):
+            chosen = self.forced[self.step]
         self.sequence[0, self.length] = chosen
         self.length += 1
         candidates = record_candidates(
             raw, probs_before, probs_after, scores, chosen, self.settings["top_candidates"],
             self.token_text,
         )  # fmt: skip
-        record = StepRecord.for_choice(self.step, candidates, chosen, self.decoder.push(chosen))
+        entropy = float(torch.special.entr(probs_after).sum()) / math.log(2)
+        record = StepRecord.for_choice(
+            self.step, candidates, chosen, self.decoder.push(chosen), entropy=entropy
+        )
         self.step += 1
         if chosen in self.eos:
             return Advance(record, None, finish="eos")
