@@ -5,11 +5,13 @@ Trainings here are the smallest preset for a few steps, so each takes seconds.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 import torch
 from app_helpers import ROOT, page_from_link
+from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
 from llmlab import sharing
@@ -236,3 +238,42 @@ def test_after_training_any_checkpoint_can_be_looked_at_again():
     assert at.select_slider(key="train-checkpoint").value == steps[-1]
     at.select_slider(key="train-checkpoint").set_value(steps[0]).run()
     assert any(c.value == job.progress.snapshots[0].sample for c in at.code)
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+BROWSER_LINK = "training?preset=tiny&budget=Time+budget&seconds=300&seed=3"
+
+
+@pytest.mark.browser
+def test_train_watch_stop_and_use_it_on_next_token_in_the_browser(page, app_url):
+    """A few seconds of the tiny preset on Botchan: the curve and the sample update while it
+    trains, Stop keeps the model so far, and Use this model puts it in the Next-Token picker."""
+    open_page(page, app_url, BROWSER_LINK)
+    page.get_by_role("button", name="Train").click()
+    sample_heading = page.get_by_text(re.compile(r"^A sample at step [\d,]+"))
+    sample_heading.first.wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot").first.wait_for()
+    first = sample_heading.first.inner_text()
+    # Live: a later checkpoint replaces the first while the run goes on (no click, no reload).
+    page.wait_for_function(
+        """first => [...document.querySelectorAll("[data-testid='stMarkdownContainer']")]
+            .some(e => /^A sample at step [\\d,]+/.test(e.innerText) && e.innerText !== first)""",
+        arg=first,
+        timeout=120_000,
+    )
+    assert page.get_by_text(re.compile(r"tokens/s · about [\d,]+ s left")).count() == 1
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile(r"Stopped after [\d,]+ steps")).wait_for(timeout=60_000)
+    wait_for_app(page)
+    no_exception(page)
+    page.get_by_role("button", name="Use this model").click()
+    page.get_by_text("In the pickers of Next-Token, Decoding and Architecture").wait_for()
+    # Inside the same session: the page's own link to Next-Token (a new address would be a new
+    # session, without the model).
+    page.get_by_role("link", name=re.compile("the Next-Token page")).click()
+    page.get_by_role("heading", name="Next-Token").first.wait_for(timeout=120_000)
+    wait_for_app(page, timeout=240_000)
+    page.get_by_role("combobox", name="Model").first.click()
+    page.get_by_role("option", name=re.compile(r"Your tiny GPT .*\(yours\)")).wait_for()
+    no_exception(page)
