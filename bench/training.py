@@ -51,7 +51,10 @@ def main() -> None:
     print(f"text and baselines prepared in {prepare_seconds:.1f} s; uniform {lines.uniform:.3f}, "
           f"unigram {lines.unigram:.3f}, bigram {lines.bigram:.3f} nats")  # fmt: skip
     print(f"{result.steps:,} steps in {result.seconds:.1f} s: {result.steps / result.seconds:.2f} "
-          f"steps/s, {result.tokens_per_second:,.0f} tokens/s (checkpoints included)\n")  # fmt: skip
+          f"steps/s, {result.tokens_per_second:,.0f} tokens/s (checkpoints included)")  # fmt: skip
+    share = result.checkpoint_seconds / result.seconds
+    print(f"{len(result.history)} checkpoints took {result.checkpoint_seconds:.1f} s "
+          f"({share:.0%} of the run)\n")  # fmt: skip
     print(f"{'at':>6} {'step':>6} {'train':>7} {'validation':>11} {'perplexity':>11}  goal")
     goals = {30: f"< bigram {lines.bigram:.2f}", 60: "", 120: "<= 2.2 (stretch 2.0)"}
     for seconds, goal in goals.items():

@@ -233,3 +233,13 @@ def test_a_link_with_a_typed_hub_id_is_refused_with_a_notice(monkeypatch, page):
     assert any(w.value.startswith("**model** in the link") for w in at.warning)
     boxes = [s for s in at.selectbox if ui.OTHER_HUB_ID in s.options]
     assert boxes == []
+
+
+def test_no_typed_hub_ids_refuses_a_hub_tokenizer_too(monkeypatch):
+    from llmlab.tokenization import zoo
+
+    monkeypatch.setenv("LLMLAB_ALLOW_HUB_IDS", "0")
+    monkeypatch.setattr(registry, "hub_available", lambda: True)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", pytest.fail)
+    with pytest.raises(HubModelRefused, match="LLMLAB_ALLOW_HUB_IDS=0"):
+        zoo.load("Qwen/Qwen2.5-72B-Instruct")

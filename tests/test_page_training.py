@@ -127,6 +127,38 @@ def test_stop_ends_the_run_and_keeps_the_model_so_far():
     assert at.button(key="train-start").disabled is False
 
 
+def test_a_second_training_waits_showing_its_place_and_stop_frees_it(monkeypatch):
+    """One training at a time: while another session's run holds the only place, Train queues
+    and says so; Stop leaves the queue at once."""
+    from llmlab.training import jobs
+
+    slots = jobs.TrainingSlots(limit=1)
+    monkeypatch.setattr(jobs, "_slots", slots)
+    other = _tiny(_open(), steps=100_000)
+    other.button(key="train-start").click().run()
+    running = other.session_state["train-job"]
+    assert running.slots is slots
+    ends = time.monotonic() + 60
+    while running.state != "running":
+        assert time.monotonic() < ends
+        time.sleep(0.1)
+    at = _tiny(_open(), steps=5)
+    at.button(key="train-start").click().run()
+    waiting = at.session_state["train-job"]
+    while waiting.queue_position() is None:
+        assert time.monotonic() < ends
+        time.sleep(0.1)
+    at.run()
+    assert any("Waiting for the CPU" in i.value and "nobody else ahead" in i.value for i in at.info)
+    assert waiting.state == "queued" and waiting.progress.step == 0
+    at.button(key="train-stop").click().run()
+    waiting.join(30)
+    assert waiting.state == "stopped" and slots.position(waiting) is None
+    running.stop()
+    running.join(30)
+    assert slots.running == 0
+
+
 def test_a_huge_learning_rate_stops_with_a_message_and_offers_nothing_to_keep():
     at = _tiny(_open(), steps=30)
     at.number_input(key="train-lr").set_value(1e9).run()
@@ -242,7 +274,7 @@ def test_after_training_any_checkpoint_can_be_looked_at_again():
 
 # --- in a real browser ------------------------------------------------------------------------
 
-BROWSER_LINK = "training?preset=tiny&budget=Time+budget&seconds=300&seed=3"
+BROWSER_LINK = "training?preset=tiny&budget=Time%20budget&seconds=300&seed=3"
 
 
 @pytest.mark.browser

@@ -131,6 +131,7 @@ class TrainingResult:
     seconds: float
     tokens_per_second: float
     notice: str = ""
+    checkpoint_seconds: float = 0.0  # of `seconds`, spent measuring, sampling and probing
 
     def __iter__(self) -> Iterator[Any]:  # `model, history = train_tiny_gpt(...)`
         return iter((self.model, self.history))
@@ -278,6 +279,7 @@ def _train(
     history: list[Checkpoint] = []
     started = time.perf_counter()
     step, status, message, rate = 0, "finished", "", 0.0
+    measuring = [0.0]  # seconds spent in checkpoints
 
     def elapsed() -> float:
         return time.perf_counter() - started
@@ -289,6 +291,7 @@ def _train(
 
     def checkpoint() -> bool:
         """Measure and record; False when the loss is no longer a number."""
+        began = time.perf_counter()
         with COMPUTE_LOCK, torch.enable_grad():
             point = Checkpoint(
                 step=step,
@@ -308,6 +311,7 @@ def _train(
         history.append(point)
         progress.history = [*history]
         progress.snapshots = [*progress.snapshots, snapshot]
+        measuring[0] += time.perf_counter() - began
         return math.isfinite(point.train_loss) and math.isfinite(point.validation_loss)
 
     diverged = not checkpoint()
@@ -377,6 +381,7 @@ def _train(
         seconds=seconds,
         tokens_per_second=step * preset.batch * preset.context / max(seconds, 1e-9),
         notice=data.notice,
+        checkpoint_seconds=measuring[0],
     )
 
 
