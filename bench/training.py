@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/training.py [seconds]   (default 120)
 One run of the Training page's default settings (the `small` preset, validation = the last 10%
-of the text) with a checkpoint every 25 steps. Prints the machine's load, tokens/s, the
+of the text, a checkpoint every 50 steps). Prints the machine's load, tokens/s, the
 validation loss at 30, 60 and 120 s against the goals (below the bigram line within 30 s,
 at most 2.2 nats within 120 s), and the whole validation text's loss at the end.
 """
@@ -31,7 +31,7 @@ def at_time(history: list[loop.Checkpoint], seconds: float) -> loop.Checkpoint:
 def main() -> None:
     budget = float(sys.argv[1]) if len(sys.argv) > 1 else 120.0
     text = assets.pack_path("botchan", "botchan.txt").read_text(encoding="utf-8")
-    settings = loop.TrainSettings(seconds=budget, eval_every=25)
+    settings = loop.TrainSettings(seconds=budget)
     preset = presets.get_preset(settings.preset)
     load_before = os.getloadavg()
     started = time.perf_counter()

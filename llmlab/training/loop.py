@@ -48,7 +48,7 @@ class TrainSettings:
     tokenizer: str = "char"  # "char" or "bpe"
     vocab_size: int = 512  # BPE only: tokens to learn (256 bytes + merges)
     preset: str = DEFAULT_PRESET  # a name of `presets.PRESETS`
-    learning_rate: float = 2e-3  # the peak, reached after the warm-up
+    learning_rate: float = 3e-3  # the peak, reached after the warm-up
     steps: int | None = None  # stop after this many optimizer steps...
     seconds: float | None = 30.0  # ...or after this much time (whichever comes first)
     seed: int = 0  # the same seed, text and settings give the same loss curve on CPU
@@ -342,9 +342,10 @@ def _train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        step += 1
+            step += 1  # counted under the lock: whoever holds it next sees the step done
+            progress.step = step
         seconds = elapsed()
-        progress.step, progress.seconds, progress.learning_rate = step, seconds, rate
+        progress.seconds, progress.learning_rate = seconds, rate
         progress.tokens_per_second = step * preset.batch * preset.context / max(seconds, 1e-9)
         left = []
         if settings.steps:
@@ -420,7 +421,7 @@ def train_tiny_gpt(
     seed: int = 0,
     *,
     steps: int | None = None,
-    learning_rate: float = 2e-3,
+    learning_rate: float = 3e-3,
     vocab_size: int = 512,
     **options: Any,
 ) -> TrainingResult:
