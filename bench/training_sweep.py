@@ -9,7 +9,9 @@ on the load:
 2. each candidate trains for the number of steps the reference would make in the same time
    (`reference_steps / relative cost`), character level on Botchan, validation = last 10%, one
    torch thread, and its validation loss is printed at a quarter, half and the end of that
-   budget (30, 60 and 120 s when `reference_steps` is what the reference makes in 120 s).
+   budget (30, 60 and 120 s when `reference_steps` is what the reference makes in 120 s),
+   its training loss at the end and the first checkpoint (every 1/32 of the run) at or below
+   2.2 nats.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def main() -> None:
     costs = dict(zip(chosen, step_costs(vocab_size, chosen), strict=True))
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; one torch thread")
     print(f"{'candidate':<22} {'params':>8} {'tokens/step':>11} {'cost':>6} {'steps':>6}"
-          f" {'q':>6} {'half':>6} {'end':>6} {'train':>6}")  # fmt: skip
+          f" {'q':>6} {'half':>6} {'end':>6} {'train':>6} {'<=2.2':>6}")  # fmt: skip
     for name in only or names:  # in the order asked for
         (preset, rate), cost = CANDIDATES[names.index(name)], costs[names.index(name)]
         relative = cost / costs[0]
@@ -90,7 +92,7 @@ def main() -> None:
         presets.PRESETS[preset.name] = preset
         settings = loop.TrainSettings(
             preset=preset.name, learning_rate=rate, steps=steps, seconds=None,
-            eval_every=max(1, steps // 8), threads=1,
+            eval_every=max(1, steps // 32), threads=1,
         )  # fmt: skip
         result = loop.train(text, replace(settings))
         history = result.history
@@ -98,10 +100,12 @@ def main() -> None:
         def at(share: float, history=history, steps=steps) -> float:
             return [c for c in history if c.step <= share * steps + 1e-9][-1].validation_loss
 
+        below = [c.step for c in history if c.validation_loss <= 2.2]
+        first = f"{below[0]:>6}" if below else f"{'-':>6}"
         count = presets.parameter_count(preset, vocab_size)
         print(f"{preset.name:<22} {count / 1e6:7.2f}M {preset.batch * preset.context:>11} "
               f"{relative:6.2f} {steps:>6} {at(0.25):6.3f} {at(0.5):6.3f} {at(1.0):6.3f} "
-              f"{history[-1].train_loss:6.3f}  lr {rate:g}", flush=True)  # fmt: skip
+              f"{history[-1].train_loss:6.3f} {first}  lr {rate:g}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
