@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmlab import assets
+from llmlab import assets, hub_limits
 from llmlab.registry import ModelSpec, hub_available, mark_hub_unreachable, resolve_model
 
 if TYPE_CHECKING:
@@ -238,8 +238,9 @@ def _facts(spec: ModelSpec, model: Any, tokenizer: Any, dtype: str, location: st
 def load(name: str, dtype: str = "float32", progress: assets.Progress | None = None) -> LoadedModel:
     """Load a model by name (offline pack or Hub id) in eval mode with gradients off.
 
-    Raises ValueError for an unknown name or dtype, ModelLoadError when loading fails (pack
-    missing, Hub unreachable, a broken file), each with a plain message.
+    Raises ValueError for an unknown name or dtype or a Hub model this server does not load
+    (`hub_limits.HubModelRefused`, decided before any download), ModelLoadError when loading
+    fails (pack missing, Hub unreachable, a broken file), each with a plain message.
     """
     spec = resolve_model(name)
     torch_dtype = _torch_dtype(dtype)
@@ -269,7 +270,8 @@ def load(name: str, dtype: str = "float32", progress: assets.Progress | None = N
                 f"{spec.name} comes from the Hugging Face Hub, which is not reachable from here; "
                 "choose an offline model instead."
             )
-        _check_on_hub(str(spec.hub_id))
+        # The size is checked before anything is downloaded (HubModelRefused when too large).
+        hub_limits.check_hub_model(str(spec.hub_id), _check_on_hub(str(spec.hub_id)))
         try:
             tokenizer = AutoTokenizer.from_pretrained(spec.hub_id)
             model = AutoModelForCausalLM.from_pretrained(
@@ -291,8 +293,9 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _check_on_hub(hub_id: str) -> None:
-    """Ask the Hub once, without retries, whether it answers and has the model.
+def _check_on_hub(hub_id: str) -> Any:
+    """Ask the Hub once, without retries, whether it answers and has the model; its answer
+    (a `ModelInfo` with the file sizes) tells `hub_limits` how large the model is.
 
     The downloads in transformers retry with back-off (about 25 s per file when the Hub has gone
     away since `hub_available` looked): a single quick request says so at once instead, and the
@@ -302,7 +305,7 @@ def _check_on_hub(hub_id: str) -> None:
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
-        HfApi().model_info(hub_id, timeout=HUB_TIMEOUT)
+        return HfApi().model_info(hub_id, timeout=HUB_TIMEOUT, files_metadata=True)
     except RepositoryNotFoundError as error:
         raise ModelLoadError(
             f"There is no public model {hub_id!r} on the Hugging Face Hub; check the spelling "

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from llmlab import assets
+from llmlab.hub_limits import HubModelRefused, hub_ids_allowed
 
 HUB_HOST = "huggingface.co"
 # A Hub id such as "gpt2" or "Qwen/Qwen2.5-0.5B-Instruct": letters, digits, "-", "_", ".".
@@ -86,7 +87,8 @@ def is_hub_id(name: str) -> bool:
 
 
 def resolve_model(name: str) -> ModelSpec:
-    """The spec for a registered name, or for any well-formed Hub id.
+    """The spec for a registered name, or for any well-formed Hub id (unless
+    `LLMLAB_ALLOW_HUB_IDS=0`: then only the registered names).
 
     Raises ValueError naming the value and the available names otherwise.
     """
@@ -99,6 +101,11 @@ def resolve_model(name: str) -> ModelSpec:
         if spec.hub_id == name:
             return spec
     if is_hub_id(name):
+        if not hub_ids_allowed():
+            raise HubModelRefused(
+                f"model={name!r} is a Hub id, and this server loads only its own list of models "
+                f"(LLMLAB_ALLOW_HUB_IDS=0); available: {', '.join(MODELS)}"
+            )
         return ModelSpec(
             name=name,
             title=name,

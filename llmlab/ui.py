@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.errors import DuplicateWidgetID
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from llmlab import assets, model_cache, registry
+from llmlab import assets, hub_limits, model_cache, registry
 from llmlab.models import DamagedCopyError, LoadedModel, ModelLoadError
 from llmlab.tokenization.pieces import HEX_TAIL
 
@@ -356,9 +356,20 @@ def model_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
 
 
 def picker_options(kinds: tuple[str, ...] = ("base", "chat")) -> list[str]:
-    """What a model picker lists: `model_options`, and "Other Hub id..." when the Hub is reachable."""
+    """What a model picker lists: `model_options`, and "Other Hub id..." when it is offered."""
     options = model_options(kinds)
-    return [*options, OTHER_HUB_ID] if registry.hub_available() else options
+    return [*options, OTHER_HUB_ID] if hub_ids_offered() else options
+
+
+def hub_ids_offered() -> bool:
+    """Whether pickers offer typing a Hub id: the Hub is reachable and the server allows it
+    (`LLMLAB_ALLOW_HUB_IDS`; a value that is not 0 or 1 counts as 0, the safe side)."""
+    try:
+        allowed = hub_limits.hub_ids_allowed()
+    except ValueError as error:
+        log.warning("%s Not offering Hub ids.", error)
+        allowed = False
+    return allowed and registry.hub_available()
 
 
 def model_label(name: str) -> str:
@@ -378,7 +389,7 @@ def model_picker(
     default: str | None = None,
     help: str | None = None,
 ) -> str:
-    """A select box of models; when the Hub is reachable, any Hub id can be typed too."""
+    """A select box of models; any Hub id can be typed too when `hub_ids_offered`."""
     options = picker_options(kinds)
     index = options.index(default) if default in options else 0
     choice = st.selectbox(

@@ -276,7 +276,7 @@ def test_hub_id_that_does_not_exist_is_named(monkeypatch):
 
     httpx = pytest.importorskip("httpx2")  # the HTTP client huggingface_hub uses
 
-    def not_found(self, hub_id, timeout=None):
+    def not_found(self, hub_id, timeout=None, **options):
         url = f"https://huggingface.co/api/models/{hub_id}"
         response = httpx.Response(404, request=httpx.Request("GET", url))
         raise RepositoryNotFoundError("404 Repository Not Found", response=response)

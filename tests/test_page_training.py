@@ -5,11 +5,13 @@ Trainings here are the smallest preset for a few steps, so each takes seconds.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 import torch
 from app_helpers import ROOT, page_from_link
+from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
 from llmlab import sharing
@@ -125,6 +127,38 @@ def test_stop_ends_the_run_and_keeps_the_model_so_far():
     assert at.button(key="train-start").disabled is False
 
 
+def test_a_second_training_waits_showing_its_place_and_stop_frees_it(monkeypatch):
+    """One training at a time: while another session's run holds the only place, Train queues
+    and says so; Stop leaves the queue at once."""
+    from llmlab.training import jobs
+
+    slots = jobs.TrainingSlots(limit=1)
+    monkeypatch.setattr(jobs, "_slots", slots)
+    other = _tiny(_open(), steps=100_000)
+    other.button(key="train-start").click().run()
+    running = other.session_state["train-job"]
+    assert running.slots is slots
+    ends = time.monotonic() + 60
+    while running.state != "running":
+        assert time.monotonic() < ends
+        time.sleep(0.1)
+    at = _tiny(_open(), steps=5)
+    at.button(key="train-start").click().run()
+    waiting = at.session_state["train-job"]
+    while waiting.queue_position() is None:
+        assert time.monotonic() < ends
+        time.sleep(0.1)
+    at.run()
+    assert any("Waiting for the CPU" in i.value and "nobody else ahead" in i.value for i in at.info)
+    assert waiting.state == "queued" and waiting.progress.step == 0
+    at.button(key="train-stop").click().run()
+    waiting.join(30)
+    assert waiting.state == "stopped" and slots.position(waiting) is None
+    running.stop()
+    running.join(30)
+    assert slots.running == 0
+
+
 def test_a_huge_learning_rate_stops_with_a_message_and_offers_nothing_to_keep():
     at = _tiny(_open(), steps=30)
     at.number_input(key="train-lr").set_value(1e9).run()
@@ -236,3 +270,42 @@ def test_after_training_any_checkpoint_can_be_looked_at_again():
     assert at.select_slider(key="train-checkpoint").value == steps[-1]
     at.select_slider(key="train-checkpoint").set_value(steps[0]).run()
     assert any(c.value == job.progress.snapshots[0].sample for c in at.code)
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+BROWSER_LINK = "training?preset=tiny&budget=Time%20budget&seconds=300&seed=3"
+
+
+@pytest.mark.browser
+def test_train_watch_stop_and_use_it_on_next_token_in_the_browser(page, app_url):
+    """A few seconds of the tiny preset on Botchan: the curve and the sample update while it
+    trains, Stop keeps the model so far, and Use this model puts it in the Next-Token picker."""
+    open_page(page, app_url, BROWSER_LINK)
+    page.get_by_role("button", name="Train").click()
+    sample_heading = page.get_by_text(re.compile(r"^A sample at step [\d,]+"))
+    sample_heading.first.wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot").first.wait_for()
+    first = sample_heading.first.inner_text()
+    # Live: a later checkpoint replaces the first while the run goes on (no click, no reload).
+    page.wait_for_function(
+        """first => [...document.querySelectorAll("[data-testid='stMarkdownContainer']")]
+            .some(e => /^A sample at step [\\d,]+/.test(e.innerText) && e.innerText !== first)""",
+        arg=first,
+        timeout=120_000,
+    )
+    assert page.get_by_text(re.compile(r"tokens/s · about [\d,]+ s left")).count() == 1
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile(r"Stopped after [\d,]+ steps")).wait_for(timeout=60_000)
+    wait_for_app(page)
+    no_exception(page)
+    page.get_by_role("button", name="Use this model").click()
+    page.get_by_text("In the pickers of Next-Token, Decoding and Architecture").wait_for()
+    # Inside the same session: the page's own link to Next-Token (a new address would be a new
+    # session, without the model).
+    page.get_by_role("link", name=re.compile("the Next-Token page")).click()
+    page.get_by_role("heading", name="Next-Token").first.wait_for(timeout=120_000)
+    wait_for_app(page, timeout=240_000)
+    page.get_by_role("combobox", name="Model").first.click()
+    page.get_by_role("option", name=re.compile(r"Your tiny GPT .*\(yours\)")).wait_for()
+    no_exception(page)

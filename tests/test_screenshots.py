@@ -3,7 +3,8 @@
 `make screenshots` runs this module with LLMLAB_SCREENSHOTS=docs/screenshots and so refreshes the
 pictures in the repository; `make test` runs it too, into a temporary folder. Each page is opened
 at 1400 px wide, with its default inputs (plain English: the headless browser has no emoji font),
-left to finish (Decoding and Chat vs Base after a short greedy run; Embeddings on its Map tab),
+left to finish (Decoding and Chat vs Base after a short greedy run; Embeddings on its Map tab;
+Training after 15 s of its smallest model),
 and saved as a PNG of at most MAX_HEIGHT px, reduced to a 256-colour palette so the files stay
 small.
 """
@@ -105,3 +106,16 @@ def test_chat_vs_base_after_a_short_run(page, app_url, screenshots_dir):
     outputs.nth(1).wait_for(timeout=RUN_TIMEOUT)  # one caption under each model's output
     wait_for_app(page, timeout=RUN_TIMEOUT)
     _save(page, screenshots_dir, "chat_vs_base.png")
+
+
+def test_training_after_a_short_run(page, app_url, screenshots_dir):
+    _open(page, app_url, "training?preset=tiny&seconds=15", "Training")
+    page.get_by_role("button", name="Train").click()
+    try:
+        page.get_by_text(re.compile(r"Trained for [\d,]+ steps")).wait_for(timeout=RUN_TIMEOUT)
+    except Exception:
+        page.screenshot(path=str(screenshots_dir / "training-failed.png"), full_page=True)
+        raise
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=RUN_TIMEOUT)
+    wait_for_app(page, timeout=RUN_TIMEOUT)
+    _save(page, screenshots_dir, "training.png")

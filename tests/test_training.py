@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import threading
 import time
 import zipfile
@@ -328,6 +329,27 @@ def test_training_steps_interleave_with_other_model_work(small_text):
     job.stop()
     _wait(lambda: job.done)
     assert all(got_in) and job.progress.step > 3
+
+
+def test_the_class_keeps_generating_while_a_model_trains(small_text, smollm2):
+    """A real generation through the engine finishes, with the ids `model.generate` gives, while
+    a training runs, and the training goes on meanwhile: neither waits for the other's end."""
+    prepared = loop.prepare(small_text, loop.TrainSettings(preset="tiny"))
+    job = jobs.TrainingJob(
+        prepared, loop.TrainSettings(steps=100_000, **TINY), slots=jobs.TrainingSlots()
+    ).start()
+    _wait(lambda: job.progress.step > 2)
+    before = job.progress.step
+    result = llmlab.generate(smollm2, "The capital of France is", max_new_tokens=8)
+    during = job.progress.step - before
+    still_running = job.state == "running"
+    job.stop()
+    _wait(lambda: job.done)
+    ids = smollm2.tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    reference = smollm2.model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert result.new_ids == reference[0, ids.shape[1] :].tolist()
+    assert still_running and during > 0 and job.state == "stopped"
+    assert loop.training_threads() == max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 def test_the_training_thread_count_is_set_for_its_own_thread_only():

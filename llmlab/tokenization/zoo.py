@@ -22,7 +22,7 @@ from functools import cache
 from itertools import islice
 from typing import Any
 
-from llmlab import assets, registry
+from llmlab import assets, hub_limits, registry
 from llmlab.tokenization import _gguf
 from llmlab.tokenization.pieces import (
     PiecesSummary,
@@ -397,12 +397,18 @@ def list_tokenizers() -> list[str]:
 
 
 def load(name: str) -> Tokenizer:
-    """A tokenizer by zoo name (see `ZOO`), or any Hugging Face Hub id when the Hub is reachable."""
+    """A tokenizer by zoo name (see `ZOO`), or any Hugging Face Hub id when the Hub is reachable
+    (and `LLMLAB_ALLOW_HUB_IDS` is not 0)."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"tokenizer={name!r} is empty; available: {', '.join(ZOO)}")
     name = name.strip()
     if name in ZOO:
         return _load_entry(ZOO[name])
+    if registry.is_hub_id(name) and not hub_limits.hub_ids_allowed():
+        raise hub_limits.HubModelRefused(
+            f"tokenizer={name!r} is not in the zoo, and this server takes no Hub ids "
+            f"(LLMLAB_ALLOW_HUB_IDS=0); available: {', '.join(ZOO)}"
+        )
     if registry.is_hub_id(name) and registry.hub_available():
         from transformers import AutoTokenizer
 

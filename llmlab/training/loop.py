@@ -48,7 +48,7 @@ class TrainSettings:
     tokenizer: str = "char"  # "char" or "bpe"
     vocab_size: int = 512  # BPE only: tokens to learn (256 bytes + merges)
     preset: str = DEFAULT_PRESET  # a name of `presets.PRESETS`
-    learning_rate: float = 2e-3  # the peak, reached after the warm-up
+    learning_rate: float = 3e-3  # the peak, reached after the warm-up
     steps: int | None = None  # stop after this many optimizer steps...
     seconds: float | None = 30.0  # ...or after this much time (whichever comes first)
     seed: int = 0  # the same seed, text and settings give the same loss curve on CPU
@@ -131,6 +131,7 @@ class TrainingResult:
     seconds: float
     tokens_per_second: float
     notice: str = ""
+    checkpoint_seconds: float = 0.0  # of `seconds`, spent measuring, sampling and probing
 
     def __iter__(self) -> Iterator[Any]:  # `model, history = train_tiny_gpt(...)`
         return iter((self.model, self.history))
@@ -278,6 +279,7 @@ def _train(
     history: list[Checkpoint] = []
     started = time.perf_counter()
     step, status, message, rate = 0, "finished", "", 0.0
+    measuring = [0.0]  # seconds spent in checkpoints
 
     def elapsed() -> float:
         return time.perf_counter() - started
@@ -289,6 +291,7 @@ def _train(
 
     def checkpoint() -> bool:
         """Measure and record; False when the loss is no longer a number."""
+        began = time.perf_counter()
         with COMPUTE_LOCK, torch.enable_grad():
             point = Checkpoint(
                 step=step,
@@ -308,6 +311,7 @@ def _train(
         history.append(point)
         progress.history = [*history]
         progress.snapshots = [*progress.snapshots, snapshot]
+        measuring[0] += time.perf_counter() - began
         return math.isfinite(point.train_loss) and math.isfinite(point.validation_loss)
 
     diverged = not checkpoint()
@@ -338,9 +342,10 @@ def _train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        step += 1
+            step += 1  # counted under the lock: whoever holds it next sees the step done
+            progress.step = step
         seconds = elapsed()
-        progress.step, progress.seconds, progress.learning_rate = step, seconds, rate
+        progress.seconds, progress.learning_rate = seconds, rate
         progress.tokens_per_second = step * preset.batch * preset.context / max(seconds, 1e-9)
         left = []
         if settings.steps:
@@ -377,6 +382,7 @@ def _train(
         seconds=seconds,
         tokens_per_second=step * preset.batch * preset.context / max(seconds, 1e-9),
         notice=data.notice,
+        checkpoint_seconds=measuring[0],
     )
 
 
@@ -415,7 +421,7 @@ def train_tiny_gpt(
     seed: int = 0,
     *,
     steps: int | None = None,
-    learning_rate: float = 2e-3,
+    learning_rate: float = 3e-3,
     vocab_size: int = 512,
     **options: Any,
 ) -> TrainingResult:

@@ -44,9 +44,11 @@ PRESETS: dict[str, TinyGPTPreset] = {
     preset.name: preset
     for preset in (
         TinyGPTPreset("tiny", layers=4, heads=4, width=64, context=64, batch=16, dropout=0.0),
-        TinyGPTPreset("small", layers=4, heads=4, width=128, context=64, batch=32, dropout=0.1),
-        TinyGPTPreset("medium", layers=6, heads=6, width=192, context=128, batch=32, dropout=0.1),
-        TinyGPTPreset("large", layers=6, heads=8, width=256, context=128, batch=32, dropout=0.1),
+        # The default, chosen by `bench/training_sweep.py`: at equal compute, 16 windows per
+        # step (twice the steps of 32) and no dropout reach the lowest validation loss in 120 s.
+        TinyGPTPreset("small", layers=4, heads=4, width=128, context=64, batch=16, dropout=0.0),
+        TinyGPTPreset("medium", layers=6, heads=6, width=192, context=128, batch=16, dropout=0.1),
+        TinyGPTPreset("large", layers=6, heads=8, width=256, context=128, batch=16, dropout=0.1),
     )
 }
 DEFAULT_PRESET = "small"
