@@ -147,3 +147,27 @@ def test_top_p_on_many_rows_cuts_each_row_as_it_is_cut_alone(gemma):
     together = nucleus.each_row(rows)
     for row in range(rows.shape[0]):
         assert torch.equal(together[row], nucleus(rows[row])), row
+
+
+def cut_by_torch_sort(nucleus: TopP, row: torch.Tensor) -> torch.Tensor:
+    """transformers' top-p arithmetic, on torch's own sort: the reference for `by_sorting`."""
+    sorted_logits, sorted_indices = torch.sort(row, descending=False)
+    sorted_remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - nucleus.top_p)
+    sorted_remove[..., -1:] = False
+    return row.masked_fill(sorted_remove.scatter(1, sorted_indices, sorted_remove), -math.inf)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.99])
+def test_the_full_sort_cut_equals_the_cut_on_torch_sort(smollm2, gemma, top_p):
+    nucleus = TopP(top_p)
+    rows = []
+    for loaded in (smollm2, gemma):
+        batch = Batch(loaded.model, pad_id=0)
+        logits = batch.prefill([loaded.tokenizer(p)["input_ids"] for p, _ in MIXED[:6]])
+        rows += [logits, logits.to(torch.bfloat16).float() * 0.6]  # bfloat16: many equal scores
+    for row in [r[None] for block in rows for r in block]:
+        assert torch.equal(nucleus.by_sorting(row), cut_by_torch_sort(nucleus, row))
+    # Equal scores on both sides of the cut: the order of torch's sort decides, as it does alone.
+    tied = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 3.0]])
+    for p in (0.2, 0.5, 0.75):
+        assert torch.equal(TopP(p).by_sorting(tied), cut_by_torch_sort(TopP(p), tied))

@@ -178,8 +178,9 @@ class Request:
             self._mailbox.extend(items)
             self._ready.notify_all()
 
-    def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the mailbox to hold something; True when it does."""
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds (None: for as long as it takes) for the mailbox to hold
+        something; True when it does."""
         with self._ready:
             return self._ready.wait_for(lambda: bool(self._mailbox), timeout)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 # The order transformers' `GenerationMixin._get_logits_processor` applies them in (5.x):
@@ -198,12 +199,31 @@ class TopP:
             >>> TopP(0.7).by_sorting(torch.tensor([[0.0, 2.0, 1.0]]))
             tensor([[-inf, 2., 1.]])
         """
-        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        return torch.cat([self._sort_and_cut(row[None]) for row in scores])
+
+    def _sort_and_cut(self, row: torch.Tensor, use_torch_sort: bool = False) -> torch.Tensor:
+        """`by_sorting` for one row (1, vocab).
+
+        numpy's quicksort orders 262,144 floats about five times faster than `torch.sort`. Any
+        correct sort gives the same sorted values, hence the same softmax and cumulative sums
+        position by position; sorts differ only in the order of equal scores. That order
+        matters only when equal scores stand on both sides of the cut, and then the row is cut
+        again after `torch.sort`, as transformers does.
+        """
+        if use_torch_sort or bool(row.isnan().any()):
+            sorted_logits, sorted_indices = torch.sort(row, descending=False)
+        else:
+            sorted_indices = torch.from_numpy(np.argsort(row.contiguous().numpy(), axis=-1))
+            sorted_logits = row.gather(-1, sorted_indices)
         cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         sorted_remove = cumulative <= (1 - self.top_p)
         sorted_remove[..., -1:] = False
+        removed = int(sorted_remove.sum())  # a prefix: the cumulative sums never decrease
+        straddle = not use_torch_sort and 0 < removed < row.shape[-1]
+        if straddle and bool(sorted_logits[0, removed - 1] == sorted_logits[0, removed]):
+            return self._sort_and_cut(row, use_torch_sort=True)
         remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
-        return scores.masked_fill(remove, FILTER_VALUE)
+        return row.masked_fill(remove, FILTER_VALUE)
 
     def each_row(self, scores: torch.Tensor) -> torch.Tensor:
         """`__call__` on (rows, vocab) scores, each row getting exactly what it gets alone.
