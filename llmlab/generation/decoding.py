@@ -55,7 +55,9 @@ from llmlab.generation.steppers import Advance, TokenStepper
 if TYPE_CHECKING:
     from llmlab.models import LoadedModel
 
-POLL_SECONDS = 0.05  # how often a waiting reader looks at its stop test
+# How often a waiting reader with a stop test looks at it. A reader without one sleeps until the
+# engine posts (a step, the end or an error), so 32 waiting callers cost the scheduler nothing.
+POLL_SECONDS = 0.05
 
 
 class GenerationStream:
@@ -142,8 +144,8 @@ class GenerationStream:
                 if self._stopped():
                     self._end_stopped()
                     raise StopIteration
-                if item is None:
-                    request.wait(POLL_SECONDS)  # wakes as soon as something arrives
+                if item is None:  # wakes as soon as something arrives
+                    request.wait(POLL_SECONDS if self._stop is not None else None)
                     continue
                 kind, value = request.take()  # type: ignore[misc]
                 if kind == "error":

@@ -45,6 +45,7 @@ from typing import Any, Protocol
 import torch
 
 from llmlab.generation.batch import Batch
+from llmlab.generation.steppers import advance_together, steps_alone
 
 log = logging.getLogger("llmlab.engine")
 
@@ -177,8 +178,9 @@ class Request:
             self._mailbox.extend(items)
             self._ready.notify_all()
 
-    def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the mailbox to hold something; True when it does."""
+    def wait(self, timeout: float | None) -> bool:
+        """Wait up to `timeout` seconds (None: for as long as it takes) for the mailbox to hold
+        something; True when it does."""
         with self._ready:
             return self._ready.wait_for(lambda: bool(self._mailbox), timeout)
 
@@ -373,27 +375,44 @@ class Engine:
     def _advance_all(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
         """Every running request chooses its next token(s) from its rows of `logits`.
 
-        Returns the tokens to feed next and, for `Batch.select`, which current row each row of
-        the next step continues (finished requests are left out, beams follow their parents).
+        Token requests with the same settings choose together (`advance_together`: one tensor
+        operation per filter, softmax, argmax and top-k for all of them); beams, and steppers
+        that step in their own way, choose alone. Returns the tokens to feed next and, for
+        `Batch.select`, which current row each row of the next step continues (finished
+        requests are left out, beams follow their parents).
         """
         probs = torch.softmax(logits, dim=-1)  # one call for every row
+        running = list(self._running)
+        starts, offset = [], 0
+        for request in running:
+            starts.append(offset)
+            offset += request.rows
+        outcomes: list[Any] = [None] * len(running)  # an Advance or the exception it raised
+        groups: dict[Any, list[int]] = {}
+        for index, request in enumerate(running):
+            if request.cancelled:
+                continue
+            if steps_alone(request.stepper):
+                outcomes[index] = self._advance_one(request, logits, probs, starts[index])
+            else:
+                groups.setdefault(request.stepper.group_key, []).append(index)
+        for members in groups.values():
+            for index, outcome in zip(
+                members, self._advance_group(running, members, logits, probs, starts), strict=True
+            ):
+                outcomes[index] = outcome
         tokens: list[int] = []
         order: list[int] = []
         staying: list[Request] = []
-        offset = 0
-        for request in list(self._running):
-            rows = request.rows
-            start, offset = offset, offset + rows
+        for request, start, advance in zip(running, starts, outcomes, strict=True):
             if request.cancelled:
                 request.state = "done"
                 request.post(("done", None))
                 continue
-            try:
-                advance = request.stepper.advance(logits[start:offset], probs[start:offset])
-            except Exception as error:  # noqa: BLE001 - one request's failure stays its own
-                log.exception("a request failed at a step")
+            if isinstance(advance, BaseException):
+                log.error("a request failed at a step", exc_info=advance)
                 request.state = "done"
-                request.post(("error", error))
+                request.post(("error", advance))
                 continue
             if advance.next_tokens is None:
                 request.state = "done"
@@ -401,12 +420,42 @@ class Engine:
                 continue
             request.post(("step", advance))
             staying.append(request)
-            parents = advance.parents or list(range(rows))
+            parents = advance.parents or list(range(request.rows))
             order.extend(start + parent for parent in parents)
             tokens.extend(advance.next_tokens)
         with self._lock:
             self._running = staying
         return tokens, order
+
+    @staticmethod
+    def _advance_one(
+        request: Request, logits: torch.Tensor, probs: torch.Tensor, start: int
+    ) -> Any:
+        rows = slice(start, start + request.rows)
+        try:
+            return request.stepper.advance(logits[rows], probs[rows])
+        except Exception as error:  # noqa: BLE001 - one request's failure stays its own
+            return error
+
+    def _advance_group(
+        self, running: list[Request], members: list[int], logits: torch.Tensor,
+        probs: torch.Tensor, starts: list[int],
+    ) -> list[Any]:  # fmt: skip
+        """One row each, the same settings: choose together. If the shared work fails, every
+        generator is put back where it was and each request chooses alone, so a failure stays
+        the failing request's own."""
+        steppers = [running[i].stepper for i in members]
+        if len(members) == 1:
+            return [self._advance_one(running[members[0]], logits, probs, starts[members[0]])]
+        rows = torch.tensor([starts[i] for i in members])
+        saved = [s.generator.get_state() if s.generator is not None else None for s in steppers]
+        try:
+            return advance_together(steppers, logits[rows], probs[rows])
+        except Exception:  # noqa: BLE001 - retried one by one below
+            for stepper, state in zip(steppers, saved, strict=True):
+                if state is not None:
+                    stepper.generator.set_state(state)
+            return [self._advance_one(running[i], logits, probs, starts[i]) for i in members]
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 # The order transformers' `GenerationMixin._get_logits_processor` applies them in (5.x):
@@ -184,18 +185,74 @@ class TopP:
         if scores.shape[-1] > 1 and bool((scores[..., :-1] > scores[..., 1:]).all()):
             out = self.on_sorted(scores)  # no ties: the same result, without a sort
             return out.squeeze(0) if squeezed else out
-        fast = self.via_top(scores)
-        if fast is not None:
-            return fast.squeeze(0) if squeezed else fast
-        # Same arithmetic as transformers: sort ascending and drop the low tail whose
-        # cumulative mass is <= 1 - top_p; the last (most likely) token is always kept.
-        sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+        out = self.via_top(scores)
+        if out is None:
+            out = self.by_sorting(scores)
+        return out.squeeze(0) if squeezed else out
+
+    def by_sorting(self, scores: torch.Tensor) -> torch.Tensor:
+        """The cut made on a sort of the whole vocabulary, (rows, vocab) in and out.
+
+        Same arithmetic as transformers: sort ascending and drop the low tail whose cumulative
+        mass is <= 1 - top_p; the last (most likely) token is always kept.
+
+            >>> TopP(0.7).by_sorting(torch.tensor([[0.0, 2.0, 1.0]]))
+            tensor([[-inf, 2., 1.]])
+        """
+        return torch.cat([self._sort_and_cut(row[None]) for row in scores])
+
+    def _sort_and_cut(self, row: torch.Tensor, use_torch_sort: bool = False) -> torch.Tensor:
+        """`by_sorting` for one row (1, vocab).
+
+        numpy's quicksort orders 262,144 floats about five times faster than `torch.sort`. Any
+        correct sort gives the same sorted values, hence the same softmax and cumulative sums
+        position by position; sorts differ only in the order of equal scores. That order
+        matters only when equal scores stand on both sides of the cut, and then the row is cut
+        again after `torch.sort`, as transformers does.
+        """
+        if use_torch_sort or bool(row.isnan().any()):
+            sorted_logits, sorted_indices = torch.sort(row, descending=False)
+        else:
+            sorted_indices = torch.from_numpy(np.argsort(row.contiguous().numpy(), axis=-1))
+            sorted_logits = row.gather(-1, sorted_indices)
         cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         sorted_remove = cumulative <= (1 - self.top_p)
         sorted_remove[..., -1:] = False
+        removed = int(sorted_remove.sum())  # a prefix: the cumulative sums never decrease
+        straddle = not use_torch_sort and 0 < removed < row.shape[-1]
+        if straddle and bool(sorted_logits[0, removed - 1] == sorted_logits[0, removed]):
+            return self._sort_and_cut(row, use_torch_sort=True)
         remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
-        out = scores.masked_fill(remove, FILTER_VALUE)
-        return out.squeeze(0) if squeezed else out
+        return row.masked_fill(remove, FILTER_VALUE)
+
+    def each_row(self, scores: torch.Tensor) -> torch.Tensor:
+        """`__call__` on (rows, vocab) scores, each row getting exactly what it gets alone.
+
+        `__call__` picks one way for the whole tensor (no sort for sorted rows, the top 1,024
+        when that is safe, else a full sort), and the ways round the cumulative mass in their
+        own order. Here every row takes the way it would take by itself, and the rows that
+        share a way are cut together.
+
+            >>> rows = torch.tensor([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+            >>> torch.equal(TopP(0.7).each_row(rows), torch.cat([TopP(0.7)(r[None]) for r in rows]))
+            True
+        """
+        if scores.shape[0] == 1:
+            return self(scores)
+        out = torch.empty_like(scores)
+        on_sorted = (scores[:, :-1] > scores[:, 1:]).all(dim=-1) if scores.shape[-1] > 1 else None
+        rest = torch.arange(scores.shape[0])
+        if on_sorted is not None and bool(on_sorted.any()):
+            out[on_sorted] = self.on_sorted(scores[on_sorted])
+            rest = rest[~on_sorted]
+        if len(rest):
+            fast, safe = self.top_rows(scores[rest])
+            if fast is not None and bool(safe.any()):
+                out[rest[safe]] = fast[safe]
+                rest = rest[~safe]
+        for row in rest.tolist():
+            out[row] = self.by_sorting(scores[row : row + 1])[0]
+        return out
 
     def via_top(self, scores: torch.Tensor, count: int = 1024) -> torch.Tensor | None:
         """`__call__` without sorting the whole vocabulary, or None where that is not safe.
@@ -211,30 +268,36 @@ class TopP:
             >>> TopP(0.7).via_top(torch.tensor([[2.0, 1.0, 0.0]]), count=2)
             tensor([[2., 1., -inf]])
         """
+        out, safe = self.top_rows(scores, count)
+        return out if out is not None and bool(safe.all()) else None
+
+    def top_rows(
+        self, scores: torch.Tensor, count: int = 1024
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """`via_top`'s cut for every row of (rows, vocab) `scores`, and which rows it is safe
+        for (the others must be sorted in full); (None, all False) when `count` >= vocab."""
         vocab = scores.shape[-1]
         if count >= vocab:
-            return None
+            return None, torch.zeros(scores.shape[0], dtype=torch.bool)
         probs = torch.softmax(scores, dim=-1)
         top_scores, top_ids = torch.topk(scores, count, dim=-1)  # high to low
         top_probs = probs.gather(-1, top_ids)
         tail = (probs.sum(dim=-1, keepdim=True) - top_probs.sum(dim=-1, keepdim=True)).clamp(min=0)
-        if bool((tail >= (1 - self.top_p) - 1e-5).any()):
-            return None
+        safe = tail[:, 0] < (1 - self.top_p) - 1e-5
         ascending = top_probs.flip(-1)
-        remove_ascending = (tail + ascending.cumsum(dim=-1)) <= (1 - self.top_p)
+        cumulative = tail + ascending.cumsum(dim=-1)
+        remove_ascending = cumulative <= (1 - self.top_p)
         remove_ascending[..., -1:] = False
         remove_top = remove_ascending.flip(-1)  # back to high-to-low, like top_ids
         # A tie at the cut (the last kept and the first removed score equal) is ordered by the
         # full sort in its own way: leave such rows to it.
         kept = (~remove_top).sum(dim=-1)
-        if bool((kept < count).any()):
-            last = top_scores.gather(-1, (kept - 1).clamp(min=0)[:, None])
-            first_removed = top_scores.gather(-1, kept.clamp(max=count - 1)[:, None])
-            if bool(((last == first_removed) & (kept < count)[:, None]).any()):
-                return None
+        last = top_scores.gather(-1, (kept - 1).clamp(min=0)[:, None])[:, 0]
+        first_removed = top_scores.gather(-1, kept.clamp(max=count - 1)[:, None])[:, 0]
+        safe &= ~((last == first_removed) & (kept < count))
         remove = torch.ones_like(scores, dtype=torch.bool)
         remove.scatter_(-1, top_ids, remove_top)
-        return scores.masked_fill(remove, FILTER_VALUE)
+        return scores.masked_fill(remove, FILTER_VALUE), safe
 
     def on_sorted(self, logits: torch.Tensor) -> torch.Tensor:
         """`__call__` for logits already sorted high-to-low, taking that order as the sort

@@ -9,6 +9,12 @@ continues from.
 `TokenStepper` serves greedy decoding and the sampling strategies (one row); `BeamStepper` in
 `llmlab.generation.beam` serves beam search (one row per beam).
 
+The engine steps many token steppers at once: `advance_together` runs the filters, softmax,
+argmax and the top candidates of the records as one tensor operation over every row with the
+same settings (same `group_key`), so 32 rows cost a few operations instead of 32 times each.
+A row gets the very numbers it gets alone: each of these operations works on each row by
+itself, and a stepper alone goes through the same function with one row.
+
     >>> import torch
     >>> from types import SimpleNamespace
     >>> tokenizer = SimpleNamespace(decode=lambda ids, **kw: "".join(f"<{i}>" for i in ids))
@@ -24,13 +30,19 @@ continues from.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from llmlab.generation.records import IncrementalDecoder, StepRecord, TokenText, record_candidates
+from llmlab.generation.records import Candidate, IncrementalDecoder, StepRecord, TokenText
+from llmlab.generation.sampling import draw
 from llmlab.generation.settings import SAMPLING, build_processors, run_processors
+
+# Filters that read the row's own text so far run row by row; the others act on each row alone
+# (temperature, top-k, top-p, min-p), so rows that share their settings are filtered together.
+OWN_TEXT_FILTERS = ("repetition_penalty", "no_repeat_ngram_size")
 
 
 @dataclass
@@ -64,6 +76,11 @@ class TokenStepper:
         self.settings = settings
         self.eos = eos
         self.chain = build_processors(settings, strategy)
+        self.own_chain = [p for p in self.chain if p.name in OWN_TEXT_FILTERS]
+        self.shared_chain = [p for p in self.chain if p.name not in OWN_TEXT_FILTERS]
+        # Own-text filters come first in the chain (transformers' order), so splitting it keeps
+        # the order.
+        assert self.chain == self.own_chain + self.shared_chain
         self.generator = None
         if strategy in SAMPLING:
             self.generator = torch.Generator(device=device).manual_seed(settings["seed"])
@@ -87,27 +104,30 @@ class TokenStepper:
     def rows(self) -> int:
         return 1
 
+    @property
+    def group_key(self) -> Hashable:
+        """Steppers with equal keys are advanced together: same shared filters (and values),
+        same kind of choice, same number of candidates in the records."""
+        filters = tuple(
+            (type(p).__name__, tuple(sorted(vars(p).items()))) for p in self.shared_chain
+        )
+        return (self.generator is None, filters, self.settings["top_candidates"])
+
     def advance(self, logits: torch.Tensor, probs_before: torch.Tensor | None = None) -> Advance:
         """Choose this step's token from `logits` (1, vocab); `probs_before` is their softmax,
         when the caller has it already (the engine takes one softmax for every row at once)."""
-        raw = logits[0]
-        chain = self.chain
-        scores = run_processors(chain, logits, self.sequence[:, : self.length])[0] if chain else raw
-        probs_before = torch.softmax(raw, dim=-1) if probs_before is None else probs_before[0]
-        probs_after = probs_before if scores is raw else torch.softmax(scores, dim=-1)
-        if self.generator is None:
-            chosen = int(torch.argmax(scores))
-        else:
-            chosen = int(torch.multinomial(probs_after, 1, generator=self.generator)[0])
-        if self.step < len(self.forced):
-            chosen = self.forced[self.step]
+        advance = advance_together([self], logits, probs_before)[0]
+        if isinstance(advance, Exception):
+            raise advance
+        return advance
+
+    def finish_step(
+        self, chosen: int, candidates: list[Candidate], entropy: float | None = None
+    ) -> Advance:
+        """Take `chosen` as this step's token and say what comes next; `entropy` (bits) is that
+        of the distribution it was drawn from."""
         self.sequence[0, self.length] = chosen
         self.length += 1
-        candidates = record_candidates(
-            raw, probs_before, probs_after, scores, chosen, self.settings["top_candidates"],
-            self.token_text,
-        )  # fmt: skip
-        entropy = float(torch.special.entr(probs_after).sum()) / math.log(2)
         record = StepRecord.for_choice(
             self.step, candidates, chosen, self.decoder.push(chosen), entropy=entropy
         )
@@ -117,3 +137,105 @@ class TokenStepper:
         if self.step >= self.budget:
             return Advance(record, None, finish="length")
         return Advance(record, [chosen])
+
+
+def advance_together(
+    steppers: list[TokenStepper], logits: torch.Tensor, probs_before: torch.Tensor | None = None
+) -> list[Advance | Exception]:
+    """Advance steppers of one `group_key` by one step; row i of `logits` (rows, vocab) is
+    stepper i's. `probs_before` is the rows' softmax, when the caller has it already.
+
+    Returns each stepper's `Advance`, or the exception its own last part (the record and the
+    text) raised; an error in the shared work is raised before any stepper has moved, though
+    a seeded generator may have drawn (the caller can put it back)."""
+    first = steppers[0]
+    assert all(s.group_key == first.group_key for s in steppers), "one group at a time"
+    raw = logits
+    if probs_before is None:
+        probs_before = torch.softmax(raw, dim=-1)
+    changed = any(s.own_chain for s in steppers) or bool(first.shared_chain)
+    scores = raw
+    if any(s.own_chain for s in steppers):
+        scores = torch.cat([
+            run_processors(s.own_chain, raw[i : i + 1], s.sequence[:, : s.length])
+            if s.own_chain else raw[i : i + 1]
+            for i, s in enumerate(steppers)
+        ])  # fmt: skip
+    for processor in first.shared_chain:
+        each_row = getattr(processor, "each_row", None)
+        scores = each_row(scores) if each_row is not None else processor(scores)
+    probs_after = torch.softmax(scores, dim=-1) if changed else probs_before
+    if first.generator is None:
+        chosen = torch.argmax(scores, dim=-1).tolist()
+    else:
+        chosen = [draw(probs_after[i], s.generator) for i, s in enumerate(steppers)]
+    # A branch's imposed tokens take the place of the ones just chosen (the draw was made).
+    chosen = [
+        s.forced[s.step] if s.step < len(s.forced) else c
+        for s, c in zip(steppers, chosen, strict=True)
+    ]
+    entropies = (torch.special.entr(probs_after).sum(dim=-1) / math.log(2)).tolist()
+    tables = candidate_tables(raw, probs_before, probs_after, scores, chosen,
+                              first.settings["top_candidates"])  # fmt: skip
+    advances: list[Advance | Exception] = []
+    for stepper, token, entropy, (ids, table) in zip(
+        steppers, chosen, entropies, tables, strict=True
+    ):
+        try:  # from here on each row is its own: a failure is that row's alone
+            advances.append(
+                stepper.finish_step(token, candidates_of(ids, table, stepper.token_text), entropy)
+            )
+        except Exception as error:  # noqa: BLE001 - handed to the caller in the row's place
+            advances.append(error)
+    return advances
+
+
+def steps_alone(stepper: Any) -> bool:
+    """True for a stepper the engine must ask by itself: beams, or one with its own `advance`."""
+    return (
+        not isinstance(stepper, TokenStepper) or type(stepper).advance is not TokenStepper.advance
+    )
+
+
+def candidate_tables(
+    logits: torch.Tensor,
+    probs_before: torch.Tensor,
+    probs_after: torch.Tensor,
+    scores: torch.Tensor,
+    chosen: list[int],
+    count: int,
+) -> list[tuple[list[int], list[list[float]]]]:
+    """Each row's top `count` token ids by raw logit (and its chosen one, if it ranked lower),
+    with their logit, probability before and after the filters and filtered score.
+
+    One `topk` and one `.tolist()` for every row, instead of a copy per number.
+
+        >>> logits = torch.tensor([[3.0, 1.0, 2.0]])
+        >>> probs = torch.softmax(logits, -1)
+        >>> candidate_tables(logits, probs, probs, logits, [1], 1)[0][0]
+        [0, 1]
+    """
+    top = torch.topk(logits, min(count, logits.shape[-1]), dim=-1).indices  # (rows, count)
+    wanted = torch.tensor(chosen, dtype=torch.long)[:, None]
+    ids = torch.cat([top, wanted], dim=-1)  # (rows, count + 1); the last column maybe dropped
+    table = torch.stack([t.gather(-1, ids) for t in (logits, probs_before, probs_after, scores)])
+    present = (top == wanted).any(dim=-1).tolist()
+    out = []
+    for row, (row_ids, raw, before, after, kept) in enumerate(
+        zip(ids.tolist(), *table.tolist(), strict=True)
+    ):
+        width = len(row_ids) - 1 if present[row] else len(row_ids)
+        out.append((row_ids[:width], [raw[:width], before[:width], after[:width], kept[:width]]))
+    return out
+
+
+def candidates_of(
+    ids: list[int], table: list[list[float]], token_text: TokenText
+) -> list[Candidate]:
+    raw, before, after, kept = table
+    return [
+        Candidate(
+            i, token_text(i), raw[n], before[n], after[n], kept[n] > -math.inf, token_text.note(i)
+        )
+        for n, i in enumerate(ids)
+    ]

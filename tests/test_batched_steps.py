@@ -1,0 +1,173 @@
+"""The engine's work between forward passes, done for many rows at once, equals each row alone.
+
+Rows with the same settings are filtered, normalised, ranked and chosen together; each row must
+get exactly (not within a tolerance) the record, token and generator state it gets alone. Here
+both sides read the very same logits, real ones from both models, so no float rounding of a
+larger forward pass is involved: any difference is a fault of the batched path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from llmlab.generation import decoding, sampling, steppers
+from llmlab.generation.batch import Batch
+from llmlab.generation.engine import Engine, Request
+from llmlab.generation.filters import TopP
+
+# One step of the engine holds all of these: a greedy group of three (one with its own
+# no-repeat filter, which runs row by row before the shared work), a top-p group of three (one
+# with a repetition penalty), top-k twice with different record sizes (so two groups), other
+# strategies alone in their group, and a beam search, which always chooses alone.
+MIXED = [
+    ("Once upon a time", {"strategy": "greedy"}),
+    ("The capital of France is", {"strategy": "greedy"}),
+    ("Water boils at", {"strategy": "greedy", "no_repeat_ngram_size": 2}),
+    ("Hi", {"strategy": "top_p", "top_p": 0.9, "temperature": 0.8, "seed": 3}),
+    ("안녕하세요 🙂 오늘", {"strategy": "top_p", "top_p": 0.9, "temperature": 0.8, "seed": 4}),
+    (
+        "def add(a, b):\n    return",
+        {
+            "strategy": "top_p",
+            "top_p": 0.9,
+            "temperature": 0.8,
+            "seed": 5,
+            "repetition_penalty": 1.3,
+        },
+    ),  # fmt: skip
+    ("Tell me a story", {"strategy": "top_k", "top_k": 20, "seed": 11}),
+    ("Tell me a story", {"strategy": "top_k", "top_k": 20, "seed": 12, "top_candidates": 3}),
+    ("Photosynthesis is", {"strategy": "min_p", "min_p": 0.05, "seed": 5, "temperature": 1.2}),
+    ("My favourite food is", {"strategy": "sample", "seed": 9}),
+    ("The three primary colours are", {"strategy": "beam", "num_beams": 2}),
+]
+STEPS = 6
+
+
+@pytest.fixture(params=["smollm2", "gemma"])
+def loaded(request):
+    return request.getfixturevalue(request.param)
+
+
+def stepper_for(loaded, prompt: str, settings: dict):
+    settings = dict(settings)
+    strategy = settings.pop("strategy")
+    valid = decoding.validate_settings(strategy, max_new_tokens=STEPS, **settings)
+    _, ids, budget, _ = decoding.prepare_prompt(loaded, prompt, STEPS)
+    return decoding.new_stepper(loaded, ids, budget, strategy, valid, stop_at_eos=False)
+
+
+def test_mixed_settings_in_one_batch_give_each_request_its_result_alone(loaded, monkeypatch):
+    group_sizes: list[int] = []
+    together = steppers.advance_together
+
+    def counting(group, logits, probs_before=None):
+        group_sizes.append(len(group))
+        return together(group, logits, probs_before)
+
+    monkeypatch.setattr("llmlab.generation.engine.advance_together", counting)
+    engine = Engine(model_name="test", max_rows=64)
+    engine._running = [Request(stepper_for(loaded, p, s), state="running") for p, s in MIXED]
+    twins = [stepper_for(loaded, p, s) for p, s in MIXED]  # the same requests, stepped alone
+    batch = Batch(loaded.model, pad_id=0)
+    logits = batch.prefill([p for r in engine._running for p in r.stepper.prompts])
+    for step in range(STEPS):
+        rows, offset = [], 0
+        for twin in twins:
+            rows.append(slice(offset, offset + twin.rows))
+            offset += twin.rows
+        alone = [twin.advance(logits[row]) for twin, row in zip(twins, rows, strict=True)]
+        requests = list(engine._running)
+        tokens, order = engine._advance_all(logits)
+        for index, (request, expected) in enumerate(zip(requests, alone, strict=True)):
+            kind, got = request.take(0)
+            where = f"step {step}, request {index} {MIXED[index][1]}"
+            assert kind == "step", where
+            assert got.record == expected.record, where
+            assert got.next_tokens == expected.next_tokens, where
+            mine = getattr(request.stepper, "generator", None)
+            theirs = getattr(twins[index], "generator", None)
+            if mine is not None:
+                assert torch.equal(mine.get_state(), theirs.get_state()), where
+        if not tokens:
+            break
+        batch.select(order)
+        logits = batch.step(tokens)
+    assert step == STEPS - 1
+    # The groups did form, two at every step: the three greedy requests (no-repeat-n-gram runs
+    # row by row) and the three top-p ones; top-k with 3 candidates is not top-k with 10.
+    assert group_sizes == [3, 3] * STEPS
+
+
+@pytest.mark.parametrize("vocab", [49_152, 262_144])  # SmolLM2's and Gemma's vocabularies
+def test_the_draw_takes_the_token_and_generator_state_of_torch_multinomial(vocab):
+    shapes = torch.Generator().manual_seed(vocab)
+    cases = {
+        "full": torch.randn(vocab, generator=shapes) * 3,
+        "few left": torch.where(torch.rand(vocab, generator=shapes) < 0.999, -math.inf, 1.0),
+        "one left": torch.full((vocab,), -math.inf).index_fill(0, torch.tensor([vocab - 1]), 0),
+        "flat": torch.zeros(vocab),
+    }
+    for name, logits in cases.items():
+        probs = torch.softmax(logits, dim=-1)
+        mine = torch.Generator().manual_seed(17)
+        theirs = torch.Generator().manual_seed(17)
+        for draw_number in range(5):  # one generator over several steps
+            expected = int(torch.multinomial(probs, 1, generator=theirs)[0])
+            assert sampling.draw(probs, mine) == expected, (name, draw_number)
+            assert torch.equal(mine.get_state(), theirs.get_state()), (name, draw_number)
+
+
+def test_the_draw_leaves_the_shortcut_where_torch_would_see_a_zero_uniform():
+    probs = torch.tensor([0.0, 0.5, 0.5])
+    # torch's ratio for token 0 would be 0 / -0.0 = NaN, which its argmax takes as the largest.
+    assert sampling.race(probs, torch.tensor([0.0, 0.3, 0.6], dtype=torch.float64)) is None
+    assert sampling.race(probs, torch.tensor([0.9, 0.3, 0.6], dtype=torch.float64)) in (1, 2)
+    assert sampling.matches_torch()
+
+
+def test_a_bad_distribution_raises_what_torch_multinomial_raises():
+    with pytest.raises(RuntimeError, match="probability tensor"):
+        sampling.draw(torch.tensor([0.5, float("nan")]), torch.Generator().manual_seed(0))
+
+
+def test_top_p_on_many_rows_cuts_each_row_as_it_is_cut_alone(gemma):
+    """Real rows where the top 1,024 tokens hold enough mass and rows where they do not (and
+    so the whole vocabulary is sorted), cut together: each equals its own cut."""
+    prompts = ["Once upon a time", "Hi", "def fibonacci(n):", "안녕하세요 🙂 오늘"]
+    batch = Batch(gemma.model, pad_id=0)
+    logits = batch.prefill([gemma.tokenizer(p)["input_ids"] for p in prompts])
+    rows = torch.cat([logits / 0.7, logits * 0.6, logits])  # sharp and flat distributions
+    nucleus = TopP(0.9)
+    _, safe = nucleus.top_rows(rows)
+    assert bool(safe.any()) and not bool(safe.all())  # both ways are taken
+    together = nucleus.each_row(rows)
+    for row in range(rows.shape[0]):
+        assert torch.equal(together[row], nucleus(rows[row])), row
+
+
+def cut_by_torch_sort(nucleus: TopP, row: torch.Tensor) -> torch.Tensor:
+    """transformers' top-p arithmetic, on torch's own sort: the reference for `by_sorting`."""
+    sorted_logits, sorted_indices = torch.sort(row, descending=False)
+    sorted_remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - nucleus.top_p)
+    sorted_remove[..., -1:] = False
+    return row.masked_fill(sorted_remove.scatter(1, sorted_indices, sorted_remove), -math.inf)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.9, 0.99])
+def test_the_full_sort_cut_equals_the_cut_on_torch_sort(smollm2, gemma, top_p):
+    nucleus = TopP(top_p)
+    rows = []
+    for loaded in (smollm2, gemma):
+        batch = Batch(loaded.model, pad_id=0)
+        logits = batch.prefill([loaded.tokenizer(p)["input_ids"] for p, _ in MIXED[:6]])
+        rows += [logits, logits.to(torch.bfloat16).float() * 0.6]  # bfloat16: many equal scores
+    for row in [r[None] for block in rows for r in block]:
+        assert torch.equal(nucleus.by_sorting(row), cut_by_torch_sort(nucleus, row))
+    # Equal scores on both sides of the cut: the order of torch's sort decides, as it does alone.
+    tied = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 3.0]])
+    for p in (0.2, 0.5, 0.75):
+        assert torch.equal(TopP(p).by_sorting(tied), cut_by_torch_sort(TopP(p), tied))
