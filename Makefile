@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: setup run test lint browser bench screenshots clean-env
+.PHONY: setup run test lint browser database bench screenshots clean-env
 
 $(VENV)/.requirements.done: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,15 @@ run: setup
 browser:
 	@bash scripts/ensure_chromium.sh
 
+# PostgreSQL for the class store's tests (each test run starts its own throwaway server).
+database:
+	@bash scripts/ensure_postgresql.sh
+
 lint: $(VENV)/.requirements.done
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup browser lint
+test: setup browser database lint
 	$(PY) -m pytest
 
 # The README's pictures: one per page, taken in headless Chromium by tests/test_screenshots.py.

@@ -147,3 +147,16 @@ def screenshots_dir(tmp_path_factory) -> Path:
     folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server (initdb + pg_ctl in a temporary folder) for the whole run;
+    yields its URL and stops it afterwards. Skipped with a reason only when PostgreSQL's
+    server binaries are missing (`make test` installs them when run as root)."""
+    from llmlab.classroom.postgres import find_binaries, throwaway_postgres
+
+    if find_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (make test installs it when run as root)")
+    with throwaway_postgres() as url:
+        yield url
