@@ -5,22 +5,30 @@ every server replica; this page only draws it."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from llmlab import sharing, ui
-from llmlab.classroom import activities, store as class_store, views
+from llmlab.classroom import activities, views
 from llmlab.classroom import charts as class_charts
+from llmlab.classroom import store as class_store
 from llmlab.page_state import Text
+from llmlab.tokenization.pieces import visible
 from llmlab.tokenization.samples import CSS, pieces_html
 
 STATE = st.session_state
 POLL = views.POLL_SECONDS
-MAX_TITLE_CHARS = 80
-MAX_PROMPT_CHARS = 2_000
-MAX_GUESS_CHARS = 200
+MAX_TITLE = 80
+MAX_PROMPT = 2_000
 MODEL_DEFAULT = "smollm2-135m-instruct"
-TOKENIZER_CHOICES = ("gpt2", "cl100k_base", "o200k_base", "llama-spm", "gemma-3")
+TOKENIZERS = ("gpt2", "cl100k_base", "o200k_base", "llama-spm", "bert-wordpiece")
+UNKNOWN_CODE = "No class has this code: check it on the teacher's screen."
+PROMPT = "The capital of France is"
+STORY = "Once upon a time"
+SENTENCE = "Tokenization isn't always intuitive!"
 
 # The link carries who you are in the class: the code (anyone), plus the teacher's key or the
 # student's token. Nothing else of the page goes into the address bar.
@@ -50,6 +58,14 @@ def here() -> str:
     return views.page_address(sharing._current_url())
 
 
+def rerun_view() -> None:
+    """Draw the live view again now: only the fragment when this run is the fragment's own."""
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:  # a full run of the page (the first one, or a test's)
+        st.rerun()
+
+
 def leave() -> None:
     for key in ("cls-code", "cls-key", "cls-student", "cls-name"):
         STATE.pop(key, None)
@@ -70,7 +86,7 @@ def start_or_join() -> None:
             st.text_input(
                 "Title (optional)",
                 key="cls-title",
-                max_chars=MAX_TITLE_CHARS,
+                max_chars=MAX_TITLE,
                 placeholder="Year 10, Tuesday",
                 help="Shown at the top of the students' pages.",
             )
@@ -100,36 +116,44 @@ def join_form(code: str) -> None:
         st.text_input(
             "Your name (optional)",
             key="cls-name",
-            max_chars=class_store.MAX_NAME_CHARS,
+            max_chars=class_store.MAX_NAME,
             help="What the class sees if the teacher shows the leaderboard. Leave it empty for "
             "a made-up name. Up to 40 characters.",
         )
         joined = st.form_submit_button("Join", type="primary", key="cls-join")
     if joined:
-        typed = views.normalise_code(STATE.get("cls-join-code", ""))
-        if not typed:
-            st.error("Type the class code first.", icon=":material/error:")
-            return
-        try:
-            ticket = store().join(typed, STATE.get("cls-name", ""), client=client_id())
-        except class_store.JoinRefused as refused:
-            st.error(str(refused), icon=":material/block:")
-            return
-        except Exception as error:  # noqa: BLE001 - a page never shows a traceback
-            ui.show_error(error)
-            return
-        STATE["cls-code"], STATE["cls-student"] = typed, ticket.token
-        STATE["cls-me"] = ticket.name
-        STATE.pop("cls-key", None)
-        st.rerun()
+        join(views.normalise_code(STATE.get("cls-join-code", "")), STATE.get("cls-name", ""))
+
+
+def join(typed: str, name: str) -> None:
+    """Join the class; a refusal is said in the page and what was typed stays in its box."""
+    if not typed:
+        st.error("Type the class code first.", icon=":material/error:")
+        return
+    if not views.looks_like_code(typed):
+        st.error(UNKNOWN_CODE, icon=":material/search_off:")
+        return
+    try:
+        ticket = store().join(typed, name, client=client_id())
+    except class_store.JoinRefused as refused:
+        message = UNKNOWN_CODE if refused.reason == "unknown" else f"{refused}."
+        st.error(message[0].upper() + message[1:], icon=":material/block:")
+        return
+    except Exception as error:  # noqa: BLE001 - a page never shows a traceback
+        ui.show_error(error)
+        return
+    STATE["cls-code"], STATE["cls-student"] = ticket.code, ticket.token
+    STATE.pop("cls-key", None)
+    st.rerun()
 
 
 def client_id() -> str:
     """Who is knocking, for the store's join rate limit: the browser's address when known."""
     try:
-        return st.context.ip_address or "unknown"
-    except Exception:  # noqa: BLE001 - no browser (tests)
-        return "unknown"
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 - no browser
+        address = None
+    return address if isinstance(address, str) and address else "unknown"
 
 
 # --- the teacher -------------------------------------------------------------------------------
@@ -151,7 +175,9 @@ def join_panel(code: str, key: str, info: class_store.ClassInfo) -> None:
     link = views.join_link(page, code)
     words, picture = st.columns([3, 2], gap="large")
     with words:
-        st.markdown("Students join at the address below, or by scanning the QR code, with the code:")
+        st.markdown(
+            "Students join at the address below, or by scanning the QR code, with the code:"
+        )
         st.markdown(f"# `{views.spaced_code(code)}`")
         st.code(link, language=None, wrap_lines=True)
         if views.is_local_address(page):
@@ -187,64 +213,64 @@ def round_controls(code: str, key: str) -> None:
         horizontal=True,
         key="cls-activity",
     )
+    left, right = st.columns([3, 2])
     if activity == "guess":
         st.caption(
             "Students guess the word the model will write next. You see their guesses live; "
             "the model's own probabilities stay hidden until you reveal them."
         )
-        left, right = st.columns([3, 2])
         with left:
-            prompt = st.text_area(
-                "Prompt", "The capital of France is", key="cls-guess-prompt", max_chars=MAX_PROMPT_CHARS
-            )
+            prompt = st.text_area("Prompt", PROMPT, key="cls-guess-prompt", max_chars=MAX_PROMPT)
         with right:
             model = ui.model_picker("cls-guess-model", default=MODEL_DEFAULT)
-            top_n = st.slider("Model's top tokens shown", 5, 20, 10, key="cls-guess-top")
+            top_n = st.slider("The model's top tokens shown", 5, 20, 10, key="cls-guess-top")
         settings = {"prompt": prompt, "model": model, "top_n": top_n}
     elif activity == "sample":
         st.caption(
             "Every student's model continues the same prompt with the same settings, each with "
-            "its own seed. With sampling, the texts differ; with greedy, everyone gets the same."
+            "its own seed. With sampling the texts differ; with greedy everyone gets the same."
         )
-        left, right = st.columns([3, 2])
         with left:
-            prompt = st.text_area(
-                "Prompt", "Once upon a time", key="cls-sample-prompt", max_chars=MAX_PROMPT_CHARS
-            )
+            prompt = st.text_area("Prompt", STORY, key="cls-sample-prompt", max_chars=MAX_PROMPT)
         with right:
             model = ui.model_picker("cls-sample-model", default=MODEL_DEFAULT)
-            greedy = st.toggle("Greedy (always the most likely token)", key="cls-sample-greedy")
+            greedy = st.toggle("Greedy: always the most likely token", key="cls-sample-greedy")
             temperature = st.slider(
                 "Temperature", 0.1, 2.0, 1.0, 0.1, key="cls-sample-temperature", disabled=greedy
             )
-            top_p = st.slider("Top-p", 0.05, 1.0, 0.95, 0.05, key="cls-sample-top-p", disabled=greedy)
+            top_p = st.slider(
+                "Top-p", 0.05, 1.0, 0.95, 0.05, key="cls-sample-top-p", disabled=greedy
+            )
             length = st.slider("New tokens", 1, 24, 8, key="cls-sample-length")
-        settings = activities.sample_settings(
-            prompt=prompt,
-            model=model,
-            greedy=greedy,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=length,
-        )
+        settings = {"prompt": prompt, "model": model}
+        try:
+            settings["sampling"] = activities.sample_settings(
+                "greedy" if greedy else "top_p",
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=length,
+            )
+        except ValueError as error:
+            ui.show_error(error)
+            return
     else:
         st.caption(
             "Students guess how many tokens the sentence costs in two tokenizers. The reveal "
             "shows the real pieces."
         )
-        left, right = st.columns([3, 2])
         with left:
             sentence = st.text_area(
-                "Sentence",
-                "Tokenization isn't always intuitive!",
-                key="cls-tokens-sentence",
-                max_chars=MAX_PROMPT_CHARS,
+                "Sentence", SENTENCE, key="cls-tokens-sentence", max_chars=MAX_PROMPT
             )
         with right:
-            first = st.selectbox("First tokenizer", TOKENIZER_CHOICES, 0, key="cls-tokens-a")
-            second = st.selectbox("Second tokenizer", TOKENIZER_CHOICES, 2, key="cls-tokens-b")
-        settings = {"sentence": sentence, "tokenizers": [first, second]}
+            first = st.selectbox("First tokenizer", TOKENIZERS, 0, key="cls-tokens-a")
+            second = st.selectbox("Second tokenizer", TOKENIZERS, 2, key="cls-tokens-b")
+        settings = {"sentence": sentence, "tokenizers": list(dict.fromkeys([first, second]))}
     if st.button("Open the round", type="primary", key="cls-open", icon=":material/play_arrow:"):
+        text = settings.get("prompt", settings.get("sentence", ""))
+        if not text.strip():
+            st.error("Type a prompt first: the round needs one.", icon=":material/error:")
+            return
         with ui.friendly_errors():
             store().open_round(code, key, activity, settings)
             st.toast("Round open: the students' pages show it now.")
@@ -260,35 +286,40 @@ def projected(code: str, key: str) -> None:
             st.info("No round yet: open one above.", icon=":material/hourglass_empty:")
             return
         count = store().answer_count(code, current.id)
-        title = activities.ACTIVITIES[current.activity]
-        st.subheader(f"Round {current.number}: {title}")
-        status = {"open": "open", "closed": "closed", "revealed": "revealed"}[current.status]
-        st.markdown(f"**{count}** of {info.student_count} students answered · the round is {status}.")
+        st.subheader(f"Round {current.number}: {activities.ACTIVITIES[current.activity]}")
+        st.markdown(
+            f"**{count}** of {info.student_count} students answered · the round is "
+            f"**{current.status}**."
+        )
         buttons = st.columns(4)
-        if current.status == "open" and buttons[0].button("Close the round", key="cls-close"):
+        if current.status == "open" and buttons[0].button(
+            "Close the round", key="cls-close", icon=":material/lock:",
+            help="No more answers; nothing is revealed yet.",
+        ):  # fmt: skip
             store().close_round(code, key, current.id)
-            st.rerun(scope="fragment")
+            rerun_view()
         if current.status != "revealed" and buttons[1].button(
-            "Reveal", type="primary", key="cls-reveal", icon=":material/visibility:"
-        ):
+            "Reveal", type="primary", key="cls-reveal", icon=":material/visibility:",
+            help="Closes the round and shows the model's answer on every screen.",
+        ):  # fmt: skip
             store().reveal_round(code, key, current.id)
-            st.rerun(scope="fragment")
+            rerun_view()
         shown = buttons[2].toggle(
             "Show the leaderboard",
             value=info.leaderboard_shown,
             key=f"cls-board-{info.leaderboard_shown}",
-            help="Names appear on screens only while this is on.",
+            help="Names and points appear on every screen only while this is on.",
         )
         if shown != info.leaderboard_shown:
             store().show_leaderboard(code, key, shown)
-            st.rerun(scope="fragment")
+            rerun_view()
         with buttons[3]:
             sharing.download(
                 "Answers as CSV",
                 data=lambda: store().export_csv(code, key),
                 file_name=f"class-{code}.csv",
                 key="cls-csv",
-                help="Every round's answers, with names and scores, for a spreadsheet.",
+                help="Every round's answers with names and points, for a spreadsheet.",
             )
         answers = store().answers(code, key, current.id)
         show_round(current, answers, revealed=current.status == "revealed")
@@ -297,6 +328,7 @@ def projected(code: str, key: str) -> None:
 
 
 def show_round(current: class_store.RoundInfo, answers: list, revealed: bool) -> None:
+    """The class's answers to the round; the model's side too once it is revealed."""
     settings = current.settings
     if current.activity == "guess":
         st.markdown(f"**Prompt:** {views.markdown_text(settings['prompt'])} …")
@@ -304,58 +336,91 @@ def show_round(current: class_store.RoundInfo, answers: list, revealed: bool) ->
         if reference is None:
             return
         table = activities.class_guess_table(reference, answers)
-        figure = class_charts.guess_chart(table, reveal=revealed)
-        st.plotly_chart(figure, key="cls-guess-chart", config={"displaylogo": False})
         if revealed:
-            matched = int(table.attrs.get("matched", 0))
+            matched = activities.matched_count(answers)
             st.success(
-                f"The model's top token is **{views.markdown_text(reference.top_token)}** "
-                f"({reference.probabilities[0]:.0%}); {matched} of {len(answers)} guessed it.",
+                f"The model's top token is **{views.markdown_text(visible(reference.top_token))}**"
+                f" ({reference.probabilities[0]:.0%}): {matched} of {len(answers)} guessed it.",
                 icon=":material/visibility:",
             )
+            st.caption(
+                "Orange: the share of the class that guessed each token. Blue: the model's "
+                "probability for it. The star marks the model's top token."
+            )
+            figure = class_charts.guess_chart(table)
+        elif answers:
+            st.caption("The class's guesses so far; the model's answer comes with the reveal.")
+            figure = views.class_guess_figure(table)
+        else:
+            st.caption("No guesses yet.")
+            return
+        st.plotly_chart(figure, key="cls-guess-chart", config={"displaylogo": False})
     elif current.activity == "sample":
         st.markdown(f"**Prompt:** {views.markdown_text(settings['prompt'])}")
-        if answers:
-            tree = activities.first_token_tree(answers)
-            st.plotly_chart(
-                class_charts.first_token_chart(tree), key="cls-tree", config={"displaylogo": False}
-            )
-            st.dataframe(
-                pd.DataFrame(
-                    {"seed": [a.detail.get("seed") for a in answers], "continuation": [a.answer for a in answers]}
-                ),
-                hide_index=True,
-                key="cls-continuations",
-            )
+        if not answers:
+            st.caption("No continuations yet.")
+            return
+        texts = [(a.detail or {}).get("text", a.answer) for a in answers]
+        distinct = len(set(texts))
+        st.markdown(
+            f"**{len(texts)}** continuations, **{distinct}** different"
+            + (" — all the same text." if distinct == 1 and len(texts) > 1 else ".")
+        )
+        st.caption(
+            "The ring shows which first token each student's model drew (inside) and the token "
+            "after it (outside): the same settings, different seeds."
+        )
+        tree = activities.first_token_tree(answers)
+        st.plotly_chart(
+            class_charts.first_token_chart(tree), key="cls-tree", config={"displaylogo": False}
+        )
+        seeds = [(a.detail or {}).get("seed") for a in answers]
+        st.dataframe(
+            pd.DataFrame({"seed": seeds, "continuation": texts}),
+            hide_index=True,
+            key="cls-continuations",
+        )
     else:
         st.markdown(f"**Sentence:** {views.markdown_text(settings['sentence'])}")
-        reveal = activities.token_count_reveal(settings["sentence"], tuple(settings["tokenizers"]))
-        st.plotly_chart(
-            class_charts.token_guess_chart(reveal, answers, reveal=revealed),
-            key="cls-token-chart",
-            config={"displaylogo": False},
-        )
-        if revealed:
-            token_splits(reveal)
+        names = settings["tokenizers"]
+        guesses = {
+            n: [int(a.detail[n]) for a in answers if isinstance((a.detail or {}).get(n), int)]
+            for n in names
+        }
+        with ui.friendly_errors():
+            reveal = activities.token_count_reveal(settings["sentence"], names)
+            real = {r.tokenizer: r.count for r in reveal} if revealed else {}
+            st.plotly_chart(
+                class_charts.token_guess_chart(guesses, real),
+                key="cls-token-chart",
+                config={"displaylogo": False},
+            )
+            if revealed:
+                table = activities.class_token_table(reveal, answers)
+                st.table(table[["title", "tokens", "median_guess", "exact", "answers"]])
+                token_splits(settings["sentence"], names)
 
 
-def token_splits(reveal: list) -> None:
-    for split in reveal:
-        st.markdown(f"**{split.tokenizer}**: {split.count} tokens")
-        st.markdown(pieces_html(split.pieces), unsafe_allow_html=True)  # escaped chips
+def token_splits(sentence: str, names: list[str]) -> None:
+    """Each tokenizer's real pieces, drawn as on the Tokenizers page."""
+    for name in names:
+        tokenizer = ui.get_tokenizer(name)
+        if tokenizer is None:
+            continue
+        pieces = tokenizer.pieces(sentence)
+        st.markdown(f"**{tokenizer.title}**: {len(pieces)} tokens")
+        st.markdown(pieces_html(pieces), unsafe_allow_html=True)  # every piece escaped
 
 
 def leaderboard(rows: list[tuple[str, float]]) -> None:
     st.subheader("Leaderboard")
     st.caption(
-        "Points add up the model's log-probability for each guess: 0 is a guess the model was "
-        "sure of, -5 one it gave less than 1%."
+        "Points add up each answer's score. A guessed token scores the model's log-probability "
+        "for it: 0 when the model was sure, about -5 for a token it gave 1%. A token count "
+        "loses one point per token it was off."
     )
-    st.dataframe(
-        pd.DataFrame(rows, columns=["name", "points"]).round({"points": 2}),
-        hide_index=True,
-        key="cls-leaderboard",
-    )
+    frame = pd.DataFrame(rows, columns=["name", "points"])
+    st.dataframe(frame.round({"points": 2}), hide_index=True, key="cls-leaderboard")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -363,7 +428,8 @@ def _reference(model: str, prompt: str, top_n: int, _loaded) -> activities.Guess
     return activities.guess_reference(_loaded, prompt, top_n=top_n)
 
 
-def guess_reference(model: str, prompt: str, top_n: int):
+def guess_reference(model: str, prompt: str, top_n: int) -> activities.GuessReference | None:
+    """The model's top tokens for the round's prompt (one forward pass per server, cached)."""
     loaded = ui.get_model(model)
     if loaded is None:
         return None
@@ -375,35 +441,43 @@ def guess_reference(model: str, prompt: str, top_n: int):
 
 def student(code: str, token: str) -> None:
     info = store().class_info(code)
+    me = store().student(code, token)
     st.header(views.markdown_text(info.title) if info.title else "Class", anchor=False)
-    me = STATE.get("cls-me")
     st.caption(
-        (f"You are {views.markdown_text(me)}. " if me else "")
-        + "Keep this page open: it follows the teacher's screen. Reloading it keeps you in "
-        "the class; so does its address, which is yours alone."
+        f"You are **{views.markdown_text(me.name)}**. Keep this page open: it follows the "
+        "teacher's screen. Reloading keeps you in the class, and so does this page's address, "
+        "which is yours alone."
     )
     follow(code, token)
 
 
 @st.fragment(run_every=POLL)
 def follow(code: str, token: str) -> None:
+    """The student's view of the current round, asked of the store every couple of seconds."""
     with ui.friendly_errors():
         info = store().class_info(code)
         current = info.current_round
         if current is None:
             st.info("Waiting for the teacher to open a round.", icon=":material/hourglass_empty:")
         else:
-            title = activities.ACTIVITIES[current.activity]
-            st.subheader(f"Round {current.number}: {title}")
+            st.subheader(f"Round {current.number}: {activities.ACTIVITIES[current.activity]}")
             mine = store().my_answer(code, token, current.id)
             if current.status == "open" and mine is None:
                 answer_form(code, token, current)
             elif mine is not None:
-                st.success(f"Your answer is in: {views.markdown_text(mine.answer)}", icon=":material/check:")
+                st.success(
+                    f"Your answer is in: {views.markdown_text(mine.answer)}",
+                    icon=":material/check:",
+                )
+                if notice := STATE.pop("cls-notice", None):
+                    st.info(notice, icon=":material/info:")
                 if current.status == "revealed":
                     show_my_result(current, mine)
                 else:
                     st.caption("Wait for the teacher's reveal.")
+            elif current.status == "revealed":
+                st.caption("You did not answer this round. The answer:")
+                show_my_result(current, None)
             else:
                 st.warning("This round is closed: wait for the next one.", icon=":material/lock:")
         if info.leaderboard_shown:
@@ -415,10 +489,10 @@ def answer_form(code: str, token: str, current: class_store.RoundInfo) -> None:
     box = f"cls-answer-{current.id}"
     if current.activity == "guess":
         st.markdown(f"**Prompt:** {views.markdown_text(settings['prompt'])} …")
-        st.caption("What word will the model write next? One guess; it cannot be changed.")
+        st.caption("Which word will the model write next? One guess, and it cannot be changed.")
         with st.form(f"cls-form-{current.id}"):
-            st.text_input("Your guess", key=box, max_chars=MAX_GUESS_CHARS)
-            sent = st.form_submit_button("Send my guess", type="primary")
+            st.text_input("Your guess", key=box, max_chars=class_store.MAX_ANSWER)
+            sent = st.form_submit_button("Send my guess", type="primary", key=f"{box}-send")
         if sent:
             submit_guess(code, token, current, STATE.get(box, ""))
     elif current.activity == "sample":
@@ -426,9 +500,9 @@ def answer_form(code: str, token: str, current: class_store.RoundInfo) -> None:
         seed = views.student_seed(token)
         st.caption(
             f"Your model continues the prompt with the teacher's settings and your own seed "
-            f"({seed}). Press the button; everyone's runs go to the model together."
+            f"({seed}). Everyone's runs go to the model together."
         )
-        if st.button("Write my continuation", type="primary", key=f"cls-run-{current.id}"):
+        if st.button("Write my continuation", type="primary", key=f"{box}-send"):
             submit_sample(code, token, current, seed)
     else:
         st.markdown(f"**Sentence:** {views.markdown_text(settings['sentence'])}")
@@ -438,33 +512,30 @@ def answer_form(code: str, token: str, current: class_store.RoundInfo) -> None:
                 st.number_input(
                     f"Tokens in {name}", min_value=0, max_value=10_000, step=1, key=f"{box}-{name}"
                 )
-            sent = st.form_submit_button("Send my guesses", type="primary")
+            sent = st.form_submit_button("Send my guesses", type="primary", key=f"{box}-send")
         if sent:
-            counts = {name: int(STATE.get(f"{box}-{name}", 0)) for name in settings["tokenizers"]}
-            submit(code, token, current, activities.token_answer(counts), detail=counts)
+            submit_counts(code, token, current, box)
 
 
 def submit(code, token, current, answer: str, detail=None, score=None) -> None:
+    """Send an answer; a refusal is said in the page, and the answer stays in its box."""
     try:
         recorded = store().submit(code, token, current.id, answer, detail=detail, score=score)
     except class_store.RoundClosed:
-        st.error("The teacher closed this round before your answer arrived.", icon=":material/lock:")
+        st.error("The round closed before your answer arrived.", icon=":material/lock:")
         return
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - a page never shows a traceback
         ui.show_error(error)
         return
-    if not recorded:
-        st.info("Your answer was already in; it is counted once.", icon=":material/check:")
-    st.rerun(scope="fragment")
+    if not recorded:  # said after the rerun, beside the answer that was counted
+        STATE["cls-notice"] = "Your answer was already in: it is counted once."
+    rerun_view()
 
 
 def submit_guess(code: str, token: str, current: class_store.RoundInfo, guess: str) -> None:
     settings = current.settings
     if not guess.strip():
         st.error("Type a word first.", icon=":material/error:")
-        return
-    if len(guess) > MAX_GUESS_CHARS:
-        st.error(f"A guess is at most {MAX_GUESS_CHARS} characters.", icon=":material/error:")
         return
     loaded = ui.get_model(settings["model"])
     if loaded is None:
@@ -474,7 +545,7 @@ def submit_guess(code: str, token: str, current: class_store.RoundInfo, guess: s
     except ValueError as error:
         ui.show_error(error)
         return
-    submit(code, token, current, guess, detail=scored.detail(), score=scored.log_probability)
+    submit(code, token, current, guess, detail=scored.as_detail(), score=scored.log_probability)
 
 
 def submit_sample(code: str, token: str, current: class_store.RoundInfo, seed: int) -> None:
@@ -483,24 +554,47 @@ def submit_sample(code: str, token: str, current: class_store.RoundInfo, seed: i
     if loaded is None:
         return
     with st.spinner("Your model is writing..."), ui.page_run("class"):
-        result = activities.run_sample(loaded, settings["prompt"], settings, seed)
-    detail = {"seed": seed, "first_token": activities.first_token(loaded, result)}
-    submit(code, token, current, result.text, detail=detail)
+        result = activities.run_sample(loaded, settings["prompt"], settings["sampling"], seed)
+    answer, detail = activities.sample_answer(result, seed)
+    submit(code, token, current, answer, detail=detail)
 
 
-def show_my_result(current: class_store.RoundInfo, mine) -> None:
+def submit_counts(code: str, token: str, current: class_store.RoundInfo, box: str) -> None:
+    settings = current.settings
+    counts = {name: int(STATE.get(f"{box}-{name}", 0)) for name in settings["tokenizers"]}
+    try:
+        answer, detail = activities.token_guess_detail(counts)
+        reveal = activities.token_count_reveal(settings["sentence"], settings["tokenizers"])
+    except ValueError as error:
+        ui.show_error(error)
+        return
+    submit(code, token, current, answer, detail, activities.score_token_guess(reveal, counts))
+
+
+def show_my_result(current: class_store.RoundInfo, mine: class_store.Answer | None) -> None:
     settings = current.settings
     if current.activity == "guess":
         reference = guess_reference(settings["model"], settings["prompt"], settings["top_n"])
         if reference is not None:
             st.markdown(
-                f"The model's top token: **{views.markdown_text(reference.top_token)}** "
-                f"({reference.probabilities[0]:.0%}). Your guess scored "
-                f"{mine.score:.2f} (its log-probability: closer to 0 is better)."
+                "The model's top token: "
+                f"**{views.markdown_text(visible(reference.top_token))}** "
+                f"({reference.probabilities[0]:.0%})."
             )
-    elif current.activity == "tokens":
-        reveal = activities.token_count_reveal(settings["sentence"], tuple(settings["tokenizers"]))
-        token_splits(reveal)
+        if mine is not None and mine.score is not None:
+            st.markdown(
+                f"Your guess scored **{mine.score:.2f}**: the model's log-probability for it "
+                f"(a probability of {math.exp(mine.score):.2%}); closer to 0 is better."
+            )
+    elif current.activity == "sample":
+        if mine is not None:
+            st.caption("Your whole continuation:")
+            st.text((mine.detail or {}).get("text", mine.answer))
+    else:
+        with ui.friendly_errors():
+            reveal = activities.token_count_reveal(settings["sentence"], settings["tokenizers"])
+            st.markdown(", ".join(f"**{r.title}**: {r.count} tokens" for r in reveal))
+            token_splits(settings["sentence"], settings["tokenizers"])
 
 
 # --- which view ------------------------------------------------------------------------------
@@ -509,6 +603,8 @@ code = views.normalise_code(STATE.get("cls-code", ""))
 try:
     if not code:
         start_or_join()
+    elif not views.looks_like_code(code):
+        raise class_store.ClassNotFound(UNKNOWN_CODE)
     elif STATE.get("cls-key"):
         teacher(code, STATE["cls-key"])
     elif STATE.get("cls-student"):
@@ -518,8 +614,8 @@ try:
         join_form(code)
 except class_store.ClassNotFound:
     st.error(
-        "This class has ended or its code is wrong: classes close after "
-        f"{class_store.class_hours():g} hours and their answers are deleted.",
+        "This class has ended, or its code is wrong. A class lasts "
+        f"{class_store.class_hours():g} hours; then it and its answers are deleted.",
         icon=":material/event_busy:",
     )
     st.button("Start or join another class", on_click=leave, key="cls-leave")
@@ -530,6 +626,14 @@ except class_store.NotTeacher:
         icon=":material/key_off:",
     )
     st.button("Start or join another class", on_click=leave, key="cls-leave")
+except class_store.NotStudent:
+    st.error(
+        "This student link is not from this class (or the class started again). Join again "
+        "with the code.",
+        icon=":material/person_off:",
+    )
+    STATE.pop("cls-student", None)
+    join_form(code)
 except Exception as error:  # noqa: BLE001 - never a traceback
     ui.show_error(error)
 SETTINGS.publish(sidebar=False)

@@ -15,6 +15,9 @@ import io
 import re
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import pandas as pd
+import plotly.graph_objects as go
+
 PAGE_PATH = "class"  # the Class page's URL path (its file is app_pages/class.py)
 POLL_SECONDS = 2.0  # how often a student's page and the projected view ask the store for news
 MAX_CODE_CHARS = 16  # a join code as typed, spaces and dashes included
@@ -143,3 +146,39 @@ def markdown_text(text: str) -> str:
     """
     flat = re.sub(r"[\r\n\u2028\u2029]+", " ", text)
     return _MARKDOWN_SPECIAL.sub(r"\\\1", flat)
+
+
+def looks_like_code(code: str) -> bool:
+    """Whether `code` (normalised) could be a class code at all: the store's letters and length.
+    Anything else is refused on the page without asking the database.
+
+    >>> looks_like_code("K7F2QX"), looks_like_code("K7F2Q0"), looks_like_code("<SCRIPT>")
+    (True, False, False)
+    """
+    from llmlab.classroom.store import CODE_ALPHABET, CODE_LENGTH
+
+    return len(code) == CODE_LENGTH and all(c in CODE_ALPHABET for c in code)
+
+
+def class_guesses(table: pd.DataFrame) -> pd.DataFrame:
+    """The class's side of `activities.class_guess_table` alone, for the projected view before
+    the reveal: only what students guessed, most chosen first, and nothing of the model's (no
+    probabilities, no star on its top token) that would give the answer away.
+
+    >>> table = pd.DataFrame({"guess": [" Paris", " the", " Lyon"],
+    ...     "model_probability": [0.5, 0.1, 0.01], "model_rank": [1, 2, None],
+    ...     "students": [2, 0, 3], "class_share": [0.4, 0.0, 0.6], "top": [True, False, False]})
+    >>> class_guesses(table)[["guess", "students", "top"]].values.tolist()
+    [[' Lyon', 3, False], [' Paris', 2, False]]
+    """
+    guessed = table[table["students"] > 0].sort_values("students", ascending=False, kind="stable")
+    return guessed.assign(model_probability=float("nan"), top=False).reset_index(drop=True)
+
+
+def class_guess_figure(table: pd.DataFrame) -> go.Figure:
+    """The class's guesses as bars, without the model's (`class_guesses` of the table)."""
+    from llmlab.classroom.charts import guess_chart
+
+    figure = guess_chart(class_guesses(table))
+    figure.data = figure.data[:1]  # the class's bars only
+    return figure
