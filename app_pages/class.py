@@ -271,6 +271,9 @@ def round_controls(code: str, key: str) -> None:
         if not text.strip():
             st.error("Type a prompt first: the round needs one.", icon=":material/error:")
             return
+        if len(text) > MAX_PROMPT:
+            st.error(f"A prompt is at most {MAX_PROMPT:,} characters.", icon=":material/error:")
+            return
         with ui.friendly_errors():
             store().open_round(code, key, activity, settings)
             st.toast("Round open: the students' pages show it now.")
@@ -536,6 +539,9 @@ def submit_guess(code: str, token: str, current: class_store.RoundInfo, guess: s
     settings = current.settings
     if not guess.strip():
         st.error("Type a word first.", icon=":material/error:")
+        return
+    if len(guess) > class_store.MAX_ANSWER:
+        st.error(f"A guess is at most {class_store.MAX_ANSWER} characters.", icon=":material/error:")
         return
     loaded = ui.get_model(settings["model"])
     if loaded is None:
