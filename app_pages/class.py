@@ -451,7 +451,32 @@ def student(code: str, token: str) -> None:
         "teacher's screen. Reloading keeps you in the class, and so does this page's address, "
         "which is yours alone."
     )
-    follow(code, token)
+    current = info.current_round
+    if waiting_for_me(code, token, current):
+        answering(code, token, current)
+    else:
+        follow(code, token)
+
+
+def waiting_for_me(code: str, token: str, current: class_store.RoundInfo | None) -> bool:
+    """Whether the round is open and this student has not answered it yet."""
+    return (
+        current is not None
+        and current.status == "open"
+        and store().my_answer(code, token, current.id) is None
+    )
+
+
+@st.fragment
+def answering(code: str, token: str, current: class_store.RoundInfo) -> None:
+    """The answer form. It does not poll: nothing redraws the box while the student types.
+    Each press checks the round again and goes back to following the class once it is over."""
+    latest = store().class_info(code).current_round
+    if latest is None or latest.id != current.id or not waiting_for_me(code, token, latest):
+        st.rerun()
+    st.subheader(f"Round {current.number}: {activities.ACTIVITIES[current.activity]}")
+    with ui.friendly_errors():
+        answer_form(code, token, current)
 
 
 @st.fragment(run_every=POLL)
@@ -466,7 +491,7 @@ def follow(code: str, token: str) -> None:
             st.subheader(f"Round {current.number}: {activities.ACTIVITIES[current.activity]}")
             mine = store().my_answer(code, token, current.id)
             if current.status == "open" and mine is None:
-                answer_form(code, token, current)
+                st.rerun()  # a new round: the whole page shows its form, which does not poll
             elif mine is not None:
                 st.success(
                     f"Your answer is in: {views.markdown_text(mine.answer)}",
@@ -526,13 +551,14 @@ def submit(code, token, current, answer: str, detail=None, score=None) -> None:
         recorded = store().submit(code, token, current.id, answer, detail=detail, score=score)
     except class_store.RoundClosed:
         st.error("The round closed before your answer arrived.", icon=":material/lock:")
+        st.button("Follow the class again", key=f"cls-follow-{current.id}")
         return
     except Exception as error:  # noqa: BLE001 - a page never shows a traceback
         ui.show_error(error)
         return
     if not recorded:  # said after the rerun, beside the answer that was counted
         STATE["cls-notice"] = "Your answer was already in: it is counted once."
-    rerun_view()
+    st.rerun()  # back to following the class
 
 
 def submit_guess(code: str, token: str, current: class_store.RoundInfo, guess: str) -> None:
@@ -541,7 +567,9 @@ def submit_guess(code: str, token: str, current: class_store.RoundInfo, guess: s
         st.error("Type a word first.", icon=":material/error:")
         return
     if len(guess) > class_store.MAX_ANSWER:
-        st.error(f"A guess is at most {class_store.MAX_ANSWER} characters.", icon=":material/error:")
+        st.error(
+            f"A guess is at most {class_store.MAX_ANSWER} characters.", icon=":material/error:"
+        )
         return
     loaded = ui.get_model(settings["model"])
     if loaded is None:
