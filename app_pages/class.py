@@ -165,9 +165,13 @@ def teacher(code: str, key: str) -> None:
     st.header(views.markdown_text(info.title) if info.title else "Your class", anchor=False)
     join_panel(code, key, info)
     st.divider()
-    round_controls(code, key)
+    # Each part in one container: the live view's place on the page (hence its identity) stays
+    # the same whichever activity's controls are above it.
+    with st.container():
+        round_controls(code, key)
     st.divider()
-    projected(code, key)
+    with st.container():
+        projected(code, key)
 
 
 def join_panel(code: str, key: str, info: class_store.ClassInfo) -> None:
@@ -451,32 +455,8 @@ def student(code: str, token: str) -> None:
         "teacher's screen. Reloading keeps you in the class, and so does this page's address, "
         "which is yours alone."
     )
-    current = info.current_round
-    if waiting_for_me(code, token, current):
-        answering(code, token, current)
-    else:
+    with st.container():  # one place on the page, so the live view keeps its identity
         follow(code, token)
-
-
-def waiting_for_me(code: str, token: str, current: class_store.RoundInfo | None) -> bool:
-    """Whether the round is open and this student has not answered it yet."""
-    return (
-        current is not None
-        and current.status == "open"
-        and store().my_answer(code, token, current.id) is None
-    )
-
-
-@st.fragment
-def answering(code: str, token: str, current: class_store.RoundInfo) -> None:
-    """The answer form. It does not poll: nothing redraws the box while the student types.
-    Each press checks the round again and goes back to following the class once it is over."""
-    latest = store().class_info(code).current_round
-    if latest is None or latest.id != current.id or not waiting_for_me(code, token, latest):
-        st.rerun()
-    st.subheader(f"Round {current.number}: {activities.ACTIVITIES[current.activity]}")
-    with ui.friendly_errors():
-        answer_form(code, token, current)
 
 
 @st.fragment(run_every=POLL)
@@ -491,7 +471,7 @@ def follow(code: str, token: str) -> None:
             st.subheader(f"Round {current.number}: {activities.ACTIVITIES[current.activity]}")
             mine = store().my_answer(code, token, current.id)
             if current.status == "open" and mine is None:
-                st.rerun()  # a new round: the whole page shows its form, which does not poll
+                answer_form(code, token, current)
             elif mine is not None:
                 st.success(
                     f"Your answer is in: {views.markdown_text(mine.answer)}",
@@ -507,102 +487,91 @@ def follow(code: str, token: str) -> None:
                 st.caption("You did not answer this round. The answer:")
                 show_my_result(current, None)
             else:
+                if problem := STATE.pop(f"cls-answer-{current.id}-problem", None):
+                    st.error(problem, icon=":material/lock:")
                 st.warning("This round is closed: wait for the next one.", icon=":material/lock:")
         if info.leaderboard_shown:
             leaderboard(store().leaderboard(code))
 
 
 def answer_form(code: str, token: str, current: class_store.RoundInfo) -> None:
+    """The round's answer box. The button sends in its callback, before the page redraws: a
+    double click or the live view's next poll cannot lose a press, and a second press finds
+    the answer already in (counted once)."""
     settings = current.settings
     box = f"cls-answer-{current.id}"
+    send = {"on_click": send_answer, "args": (code, token, current), "type": "primary"}
     if current.activity == "guess":
         st.markdown(f"**Prompt:** {views.markdown_text(settings['prompt'])} …")
         st.caption("Which word will the model write next? One guess, and it cannot be changed.")
-        with st.form(f"cls-form-{current.id}"):
-            st.text_input("Your guess", key=box, max_chars=class_store.MAX_ANSWER)
-            sent = st.form_submit_button("Send my guess", type="primary", key=f"{box}-send")
-        if sent:
-            submit_guess(code, token, current, STATE.get(box, ""))
+        st.text_input("Your guess", key=box, max_chars=class_store.MAX_ANSWER)
+        st.button("Send my guess", key=f"{box}-send", **send)
     elif current.activity == "sample":
         st.markdown(f"**Prompt:** {views.markdown_text(settings['prompt'])}")
-        seed = views.student_seed(token)
         st.caption(
             f"Your model continues the prompt with the teacher's settings and your own seed "
-            f"({seed}). Everyone's runs go to the model together."
+            f"({views.student_seed(token)}). Everyone's runs go to the model together."
         )
-        if st.button("Write my continuation", type="primary", key=f"{box}-send"):
-            submit_sample(code, token, current, seed)
+        st.button("Write my continuation", key=f"{box}-send", **send)
     else:
         st.markdown(f"**Sentence:** {views.markdown_text(settings['sentence'])}")
         st.caption("How many tokens does this sentence cost in each tokenizer? Guess, then send.")
-        with st.form(f"cls-form-{current.id}"):
-            for name in settings["tokenizers"]:
-                st.number_input(
-                    f"Tokens in {name}", min_value=0, max_value=10_000, step=1, key=f"{box}-{name}"
-                )
-            sent = st.form_submit_button("Send my guesses", type="primary", key=f"{box}-send")
-        if sent:
-            submit_counts(code, token, current, box)
+        for name in settings["tokenizers"]:
+            st.number_input(
+                f"Tokens in {name}", min_value=0, max_value=10_000, step=1, key=f"{box}-{name}"
+            )
+        st.button("Send my guesses", key=f"{box}-send", **send)
+    if problem := STATE.pop(f"{box}-problem", None):
+        st.error(problem, icon=":material/error:")
 
 
-def submit(code, token, current, answer: str, detail=None, score=None) -> None:
-    """Send an answer; a refusal is said in the page, and the answer stays in its box."""
+def send_answer(code: str, token: str, current: class_store.RoundInfo) -> None:
+    """The send button's callback: the answer, checked and scored, into the store. A refusal
+    is kept for the page to show under the box, where what was typed stays."""
+    box = f"cls-answer-{current.id}"
     try:
+        answer, detail, score = make_answer(token, current, box)
         recorded = store().submit(code, token, current.id, answer, detail=detail, score=score)
     except class_store.RoundClosed:
-        st.error("The round closed before your answer arrived.", icon=":material/lock:")
-        st.button("Follow the class again", key=f"cls-follow-{current.id}")
-        return
-    except Exception as error:  # noqa: BLE001 - a page never shows a traceback
-        ui.show_error(error)
-        return
-    if not recorded:  # said after the rerun, beside the answer that was counted
-        STATE["cls-notice"] = "Your answer was already in: it is counted once."
-    st.rerun()  # back to following the class
+        STATE[f"{box}-problem"] = "The round closed before your answer arrived."
+    except (ValueError, class_store.ClassError) as error:
+        STATE[f"{box}-problem"] = str(error)[:1].upper() + str(error)[1:]
+    else:
+        if not recorded:
+            STATE["cls-notice"] = "Your answer was already in: it is counted once."
 
 
-def submit_guess(code: str, token: str, current: class_store.RoundInfo, guess: str) -> None:
+def make_answer(token: str, current: class_store.RoundInfo, box: str):
+    """(answer, detail, score) for the round's activity from what the student gave."""
     settings = current.settings
-    if not guess.strip():
-        st.error("Type a word first.", icon=":material/error:")
-        return
-    if len(guess) > class_store.MAX_ANSWER:
-        st.error(
-            f"A guess is at most {class_store.MAX_ANSWER} characters.", icon=":material/error:"
-        )
-        return
-    loaded = ui.get_model(settings["model"])
-    if loaded is None:
-        return
-    try:
-        scored = activities.score_guess(loaded, settings["prompt"], guess)
-    except ValueError as error:
-        ui.show_error(error)
-        return
-    submit(code, token, current, guess, detail=scored.as_detail(), score=scored.log_probability)
-
-
-def submit_sample(code: str, token: str, current: class_store.RoundInfo, seed: int) -> None:
-    settings = current.settings
-    loaded = ui.get_model(settings["model"])
-    if loaded is None:
-        return
-    with st.spinner("Your model is writing..."), ui.page_run("class"):
-        result = activities.run_sample(loaded, settings["prompt"], settings["sampling"], seed)
-    answer, detail = activities.sample_answer(result, seed)
-    submit(code, token, current, answer, detail=detail)
-
-
-def submit_counts(code: str, token: str, current: class_store.RoundInfo, box: str) -> None:
-    settings = current.settings
+    if current.activity == "guess":
+        guess = STATE.get(box, "")
+        if not guess.strip():
+            raise ValueError("type a word first")
+        if len(guess) > class_store.MAX_ANSWER:
+            raise ValueError(f"a guess is at most {class_store.MAX_ANSWER} characters")
+        scored = activities.score_guess(shared_model(settings["model"]), settings["prompt"], guess)
+        return guess, scored.as_detail(), scored.log_probability
+    if current.activity == "sample":
+        seed = views.student_seed(token)
+        with ui.page_run("class"):
+            result = activities.run_sample(
+                shared_model(settings["model"]), settings["prompt"], settings["sampling"], seed
+            )
+        answer, detail = activities.sample_answer(result, seed)
+        return answer, detail, None
     counts = {name: int(STATE.get(f"{box}-{name}", 0)) for name in settings["tokenizers"]}
-    try:
-        answer, detail = activities.token_guess_detail(counts)
-        reveal = activities.token_count_reveal(settings["sentence"], settings["tokenizers"])
-    except ValueError as error:
-        ui.show_error(error)
-        return
-    submit(code, token, current, answer, detail, activities.score_token_guess(reveal, counts))
+    answer, detail = activities.token_guess_detail(counts)
+    reveal = activities.token_count_reveal(settings["sentence"], settings["tokenizers"])
+    return answer, detail, activities.score_token_guess(reveal, counts)
+
+
+def shared_model(name: str):
+    """The server's shared copy of the round's model (loaded once, for every student)."""
+    loaded = ui.get_model(name)
+    if loaded is None:
+        raise ValueError(f"the model {name} cannot be loaded right now: ask the teacher")
+    return loaded
 
 
 def show_my_result(current: class_store.RoundInfo, mine: class_store.Answer | None) -> None:

@@ -140,7 +140,12 @@ def test_a_teacher_and_eight_students_go_through_every_activity(
                 button = page.get_by_role("button", name="Send my guess")
                 button.dblclick() if i in (0, 4) else button.click()
             for page, guess in zip(students, GUESSES, strict=True):
-                page.get_by_text(f"Your answer is in: {guess}").wait_for()
+                try:
+                    page.get_by_text(f"Your answer is in: {guess}").wait_for()
+                except Exception:  # keep what every student saw, for the failure report
+                    for j, other in enumerate(students):
+                        other.screenshot(path=str(tmp_path / f"student{j + 1}.png"))
+                    raise
             answered(teacher, STUDENTS, STUDENTS)
             round_id = classes.class_info(code).current_round.id
             answers = classes.answers(code, key, round_id)

@@ -318,9 +318,7 @@ def test_a_student_link_of_another_class_asks_to_join_again(database):
     _, code, _ = start_class()
     _, other_code, _ = start_class()
     stranger = join(other_code, "Eve")
-    at = page_from_link(
-        "class", {"code": code, "student": stranger.session_state["cls-student"]}
-    )
+    at = page_from_link("class", {"code": code, "student": stranger.session_state["cls-student"]})
     assert not at.exception
     assert "not from this class" in at.error[0].value
     assert at.text_input(key="cls-join-code").value == code
