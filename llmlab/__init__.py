@@ -61,6 +61,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     # chat
     "render_chat": ("llmlab.chat", "render_chat"),
     "compare": ("llmlab.chat", "compare"),
+    # class mode
+    "ClassStore": ("llmlab.classroom.store", "ClassStore"),
+    "class_store": ("llmlab.classroom.store", "store_for"),
 }
 
 

@@ -108,19 +108,28 @@ def guess_reference(loaded: Any, prompt: str, top_n: int = 10) -> GuessReference
     )  # fmt: skip
 
 
-def _continuation_log_probs(loaded: Any, prompt_ids: list[int], ids: list[int]) -> list[float]:
-    """log p(ids[k] | prompt, ids[:k]) for each k, in one forward pass."""
+def _continuation_log_probs(
+    loaded: Any, prompt_ids: list[int], first: Any, ids: list[int]
+) -> list[float]:
+    """log p(ids[k] | prompt, ids[:k]) for each k.
+
+    ``first`` is the log-softmax after the prompt (already computed for the top-N), so a
+    one-token guess costs no forward pass and a longer one costs one, over the prompt and all
+    but its last token.
+    """
+    scores = [float(first[ids[0]])]
+    if len(ids) == 1:
+        return scores
     import torch
 
     from llmlab.generation.engine import exclusive
 
-    sequence = torch.tensor([prompt_ids + ids], device=loaded.device)
+    sequence = torch.tensor([prompt_ids + ids[:-1]], device=loaded.device)
     with exclusive(), torch.no_grad():
         logits = loaded.model(sequence, use_cache=False).logits[0].float().cpu()
-    # The logits at position t predict token t + 1: the continuation's are the last len(ids).
-    start = len(prompt_ids) - 1
-    log_probs = torch.log_softmax(logits[start : start + len(ids)], dim=-1)
-    return [float(log_probs[k, token]) for k, token in enumerate(ids)]
+    # The logits at position t predict token t + 1: ids[k] is predicted at len(prompt) - 1 + k.
+    log_probs = torch.log_softmax(logits[len(prompt_ids) :], dim=-1)
+    return scores + [float(log_probs[k - 1, token]) for k, token in enumerate(ids) if k > 0]
 
 
 def score_guess(loaded: Any, prompt: str, guess: str) -> GuessScore:
@@ -132,6 +141,7 @@ def score_guess(loaded: Any, prompt: str, guess: str) -> GuessScore:
     distribution = next_token_distribution(loaded, prompt)
     prompt_ids = distribution.prompt_ids or _encode(loaded, prompt, None)[0]
     probabilities = distribution.probabilities
+    first_log_probs = distribution.logits.float().log_softmax(dim=-1)
     top_id = int(probabilities.argmax())
     text = guess.rstrip()
     readings = [text] if text[0].isspace() else [text, " " + text]
@@ -143,7 +153,7 @@ def score_guess(loaded: Any, prompt: str, guess: str) -> GuessScore:
         # Long guesses are cut to the model's context (they score very low anyway).
         room = max(1, loaded.facts.context_length - len(prompt_ids))
         ids = ids[:room]
-        log_probability = sum(_continuation_log_probs(loaded, prompt_ids, ids))
+        log_probability = sum(_continuation_log_probs(loaded, prompt_ids, first_log_probs, ids))
         first = float(probabilities[ids[0]])
         found = GuessScore(
             guess, reading, ids, [token_text(loaded.tokenizer, i) for i in ids], log_probability,

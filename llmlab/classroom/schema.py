@@ -104,6 +104,7 @@ class AnswerRow(Base):
 
 
 # Version 1, as it was created: kept so the migration can be tested on a real old database.
+# (Written for SQLite; `version_1_ddl` gives PostgreSQL its SERIAL keys.)
 V1_DDL = (
     "CREATE TABLE schema_version (version INTEGER PRIMARY KEY)",
     "CREATE TABLE classes (id INTEGER PRIMARY KEY, code VARCHAR(16) UNIQUE NOT NULL, "
@@ -123,6 +124,14 @@ V1_DDL = (
     "CONSTRAINT one_answer_per_round UNIQUE (round_id, student_id))",
     "INSERT INTO schema_version (version) VALUES (1)",
 )
+
+
+def version_1_ddl(dialect: str) -> list[str]:
+    """The statements that created a version 1 database on this dialect ("sqlite", "postgresql")."""
+    if dialect != "postgresql":
+        return list(V1_DDL)
+    return [s.replace("id INTEGER PRIMARY KEY,", "id SERIAL PRIMARY KEY,") for s in V1_DDL]
+
 
 # version -> the statements that take a database from that version to the next one
 UPGRADES: dict[int, tuple[str, ...]] = {

@@ -42,11 +42,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from llmlab.classroom.activities import ACTIVITIES
 from llmlab.classroom.schema import AnswerRow, ClassRow, RoundRow, StudentRow, migrate
 from llmlab.tokenization.pieces import require_utf8
 
@@ -333,13 +334,14 @@ class ClassStore:
         self.url = url or default_url()
         self._now = now
         self.engine = _make_engine(self.url)
-        migrate(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        # Units of work that write start with BEGIN IMMEDIATE on SQLite (see _make_engine).
-        self._writer = sessionmaker(
-            self.engine.execution_options(llmlab_write=True), expire_on_commit=False
-        )
+        # Units of work that write start with BEGIN IMMEDIATE on SQLite (see _make_engine): two
+        # servers starting at once on one file then migrate one after the other.
+        self._write_engine = self.engine.execution_options(llmlab_write=True)
+        migrate(self._write_engine)
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._joins = _JoinLimiter(FAILED_JOINS_PER_CLIENT, FAILED_JOINS_GLOBAL, JOIN_WINDOW)
+        self.purge_expired()  # a server restarting after a class's end clears it out
 
     def __repr__(self) -> str:
         return f"ClassStore({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -432,8 +434,6 @@ class ClassStore:
 
     def open_round(self, code: str, key: str, activity: str, settings: dict) -> RoundInfo:
         """A new round of `activity`; it becomes the current round. An open earlier round closes."""
-        from llmlab.classroom.activities import ACTIVITIES
-
         if activity not in ACTIVITIES:
             raise ValueError(f"activity={activity!r} is unknown; allowed: {', '.join(ACTIVITIES)}")
         if not isinstance(settings, dict):
@@ -493,7 +493,8 @@ class ClassStore:
         (the page passes the session's address), for the limit on failed attempts."""
         if name is not None:
             check_text(name, "name", MAX_NAME)
-        client = str(client)[:200]
+        # Who tries is for the limiter and the record only: made storable whatever it holds.
+        client = str(client)[:200].encode("utf-8", "replace").decode().replace("\x00", "")
         now = self.now()
         if not self._joins.allowed(client, now):
             raise JoinRefused(
@@ -548,19 +549,36 @@ class ClassStore:
             raise ValueError("answer is empty: type your answer first")
         detail = _json_safe(detail, "detail")
         if score is not None and (
-            isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score)
+            isinstance(score, bool)
+            or not isinstance(score, (int, float))
+            or not math.isfinite(score)
         ):
-            raise ValueError(f"score={score!r} is not allowed: allowed a number or None")
+            raise ValueError(f"score={score!r} is not allowed: allowed a finite number or None")
+        # Who and which round are read first, outside the write lock; the write itself is two
+        # statements, so the many students of a burst hold SQLite's one writer lock briefly.
+        with self._session() as session:
+            row = self._class(session, code)
+            student_id = self._student(session, row, token).id
+            found = self._round(session, row, round_id)
+            if found.status != "open":
+                raise RoundClosed(f"round {found.number} is {found.status}: no more answers")
+            number = found.number
         try:
-            with self._writer.begin() as session:
-                row = self._class(session, code)
-                student = self._student(session, row, token)
-                found = self._round(session, row, round_id)
-                if found.status != "open":
-                    raise RoundClosed(f"round {found.number} is {found.status}: no more answers")
-                session.add(AnswerRow(round_id=found.id, student_id=student.id, answer=answer,
-                                      detail=detail, score=None if score is None else float(score),
-                                      submitted_at=self.now()))  # fmt: skip
+            with self._write_engine.begin() as connection:
+                # FOR SHARE on PostgreSQL: a teacher closing the round waits for this answer.
+                status = connection.scalar(
+                    select(RoundRow.status)
+                    .where(RoundRow.id == round_id)
+                    .with_for_update(read=True)
+                )
+                if status != "open":
+                    raise RoundClosed(f"round {number} is {status}: no more answers")
+                connection.execute(
+                    insert(AnswerRow).values(
+                        round_id=round_id, student_id=student_id, answer=answer, detail=detail,
+                        score=None if score is None else float(score), submitted_at=self.now(),
+                    )
+                )  # fmt: skip
         except IntegrityError:
             return False
         return True
@@ -712,7 +730,17 @@ def _make_engine(url: str) -> Engine:
     if not memory:
         path = url.split("///", 1)[1] if "///" in url else ""
         if path:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            folder = os.path.dirname(os.path.abspath(path))
+            try:
+                os.makedirs(folder, exist_ok=True)
+                if not os.access(folder, os.W_OK):
+                    raise PermissionError(13, "permission denied", folder)
+            except OSError as error:
+                raise ClassError(
+                    f"the class database cannot be created in {folder} "
+                    f"({error.strerror or error}): set LLMLAB_HOME to a writable folder, or "
+                    "LLMLAB_DATABASE_URL to a database"
+                ) from None
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
