@@ -36,7 +36,7 @@ test: setup browser database lint
 
 # The README's pictures: one per page, taken in headless Chromium by tests/test_screenshots.py.
 screenshots: setup browser
-	LLMLAB_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_screenshots.py
+	LLMLAB_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_screenshots.py tests/test_class_browser.py -k "not restart and not replicas"
 
 bench: setup
 	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

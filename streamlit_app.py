@@ -17,5 +17,6 @@ pages = [
     st.Page("app_pages/chat_vs_base.py", title="Chat vs Base", icon=":material/forum:"),
     st.Page("app_pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
+    st.Page("app_pages/class.py", title="Class", icon=":material/groups:"),
 ]
 st.navigation(pages).run()

@@ -24,6 +24,7 @@ from that single step, repeated. Each page of the lab opens up one part of it:
 | **Decoding** | How those probabilities become text: greedy, sampling, beam search, one token at a time. |
 | **Chat vs Base** | Why an instruction-tuned model answers while a base model just continues your text. |
 | **Training** | A tiny GPT pre-trained in front of you, from gibberish to words; then use it on the other pages. |
+| **Class** | A live lesson: students join with a code and guess what the model will do; the projected screen shows the class's answers beside the model's. |
 
 The models run on this computer's CPU. They are small (135 and 270 million parameters), so
 they are fast enough to explore, and wrong often enough to be interesting.

@@ -15,6 +15,7 @@ PAGES = {
     "app_pages/chat_vs_base.py": ("chat_vs_base", "Chat vs Base"),
     "app_pages/embeddings.py": ("embeddings", "Embeddings"),
     "app_pages/training.py": ("training", "Training"),
+    "app_pages/class.py": ("class", "Class"),
 }
 
 

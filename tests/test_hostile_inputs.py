@@ -397,3 +397,32 @@ def test_decoding_branches_and_ladder():
     _check(at, kept, "ladder: no temperature")
     assert any("at least one temperature" in w.value for w in at.warning)
     _sweep_numbers(at, kept, skip={"dec-max-new"})
+
+
+def test_class_page(tmp_path, monkeypatch, smollm2):
+    monkeypatch.setenv("LLMLAB_DATABASE_URL", f"sqlite:///{tmp_path / 'classes.db'}")
+    at = _open("class")
+    _sweep_text(at, "text_input", "cls-join-code", {}, click="cls-join")
+    at.text_input(key="cls-join-code").set_value("")
+    _sweep_text(at, "text_input", "cls-name", {}, click="cls-join")
+    for label, text in TEXTS.items():  # each title starts a class (or is refused) anew
+        at = _open("class")
+        at.text_input(key="cls-title").set_value(text)
+        at.button(key="cls-start").click().run()
+        _check(at, {}, f"cls-title <- {label}")
+    teacher = {"cls-code": at.session_state["cls-code"], "cls-key": at.session_state["cls-key"]}
+    _sweep_text(at, "text_area", "cls-guess-prompt", teacher, click="cls-open")
+    at.text_area(key="cls-guess-prompt").set_value("The capital of France is")
+    at.button(key="cls-open").click().run()
+    student = AppTest.from_file(APP_PATH, default_timeout=240).run()
+    student.switch_page("app_pages/class.py").run()
+    student.text_input(key="cls-join-code").set_value(teacher["cls-code"])
+    student.button(key="cls-join").click().run()
+    [box] = [w.key for w in student.text_input if w.key.startswith("cls-answer-")]
+    kept = {"cls-student": student.session_state["cls-student"]}
+    for label, text in TEXTS.items():  # a refused guess leaves the form; an accepted one ends it
+        if student.session_state["cls-student"] and box not in [w.key for w in student.text_input]:
+            break
+        student.text_input(key=box).set_value(text)
+        student.button(key=f"{box}-send").click().run()
+        _check(student, kept, f"{box} <- {label}")

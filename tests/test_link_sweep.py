@@ -16,7 +16,7 @@ from llmlab import page_state, sharing
 
 PAGES = [
     "tokenizers", "architecture", "next_token", "decoding", "chat_vs_base", "embeddings",
-    "training",
+    "training", "class",
 ]  # fmt: skip
 CATALOGUE = {
     "empty": "",
