@@ -174,7 +174,11 @@ def advance_together(
         s.forced[s.step] if s.step < len(s.forced) else c
         for s, c in zip(steppers, chosen, strict=True)
     ]
-    entropies = (torch.special.entr(probs_after).sum(dim=-1) / math.log(2)).tolist()
+    # Each row's entropy (bits) is summed over that row alone, so a row's number does not depend
+    # on which rows share its batch (a sum over a whole (rows, vocab) tensor may add in another
+    # order).
+    terms = torch.special.entr(probs_after)
+    entropies = [float(terms[i].sum()) / math.log(2) for i in range(len(steppers))]
     tables = candidate_tables(raw, probs_before, probs_after, scores, chosen,
                               first.settings["top_candidates"])  # fmt: skip
     advances: list[Advance | Exception] = []
