@@ -35,7 +35,9 @@ import json
 import math
 import os
 import secrets
+import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -753,7 +755,7 @@ def _make_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None  # we send BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(cursor)
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a commit is one fsync less
@@ -765,6 +767,26 @@ def _make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any, patience: float = 30.0) -> None:
+    """Put a SQLite file in WAL mode (it stays so: later connections find it done).
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once, without
+    waiting for its busy timeout, when another connection is in the middle of the same switch:
+    servers starting together on a new file then retry for a while instead of failing.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 _stores: dict[str, ClassStore] = {}
