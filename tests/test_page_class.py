@@ -130,7 +130,9 @@ def test_guess_the_next_token_from_guesses_to_reveal(database, smollm2):
     answers = database.answers(code, key, current.id)
     for answer in answers:
         expected = activities.score_guess(smollm2, prompt, answer.answer).log_probability
-        assert answer.score == pytest.approx(expected)
+        # The page's forward pass may have run with another thread count: float32 sums then
+        # differ in the last digits, so the same model gives the same score to within 1e-5.
+        assert answer.score == pytest.approx(expected, abs=1e-5)
     paris = math.log(float(distribution.probabilities[smollm2.tokenizer(" Paris")["input_ids"][0]]))
     assert answers[0].score == pytest.approx(paris, abs=1e-4)
     students[0].run()
