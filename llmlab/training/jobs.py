@@ -18,10 +18,12 @@ False
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -135,6 +137,7 @@ class TrainingJob:
         self._thread = threading.Thread(target=self._run, name="llmlab-training", daemon=True)
 
     def start(self) -> TrainingJob:
+        _live_jobs.add(self)
         self._thread.start()
         return self
 
@@ -189,3 +192,17 @@ class TrainingJob:
                 "failed",
                 f"Training failed ({type(error).__name__}: {error}).",
             )
+
+
+_live_jobs: weakref.WeakSet[TrainingJob] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all(timeout: float = 10.0) -> None:
+    """At interpreter exit, stop every training and wait for its thread: a thread killed in the
+    middle of a step (inside torch) would abort the whole process."""
+    live = list(_live_jobs)
+    for job in live:
+        job.stop()
+    for job in live:
+        job.join(timeout)
