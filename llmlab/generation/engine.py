@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 import torch
 
+from llmlab.cores import usable_cores
 from llmlab.generation.batch import Batch
 from llmlab.generation.steppers import advance_together, steps_alone
 
@@ -81,12 +82,6 @@ def max_batch_from_env(environ: dict[str, str] | None = None) -> int:
 
 
 _threads_configured = False
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (a container or `taskset` may allow fewer)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
 
 
 def configure_threads() -> None:
@@ -239,6 +234,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._closing = False
         self.stats = EngineStats()
+        _every_engine.add(self)  # closed at exit even when no model cache holds it
 
     # -- the callers' side
 
@@ -486,6 +482,9 @@ def _pad_id(loaded: Any) -> int:
 
 _engines: weakref.WeakKeyDictionary[Any, Engine] = weakref.WeakKeyDictionary()
 _engines_lock = threading.Lock()
+# Every engine made in this process, the cache's and those built directly (a running scheduler
+# thread keeps its engine alive, so no running engine drops out of this set).
+_every_engine: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def engine_for(loaded: Any) -> Engine:
@@ -500,7 +499,9 @@ def engine_for(loaded: Any) -> Engine:
 
 @atexit.register
 def _close_all() -> None:
-    for engine in engines():
+    """At interpreter exit, end every scheduler thread: one still inside a forward pass when
+    Python finalizes would abort the process."""
+    for engine in list(_every_engine):
         engine.close()
 
 

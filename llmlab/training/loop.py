@@ -211,10 +211,9 @@ def training_threads() -> int:
     """Half the cores this process may use, at least 1: the other half is left to the
     generation engine (and, on a busy 2-core machine, one thread avoids two threads spinning
     against each other: a step took 0.4 s on one thread and 4 s on two under load)."""
-    import os
+    from llmlab.cores import usable_cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // 2)
+    return max(1, usable_cores() // 2)
 
 
 @contextlib.contextmanager
