@@ -167,6 +167,14 @@ def test_the_full_sort_cut_equals_the_cut_on_torch_sort(smollm2, gemma, top_p):
         rows += [logits, logits.to(torch.bfloat16).float() * 0.6]  # bfloat16: many equal scores
     for row in [r[None] for block in rows for r in block]:
         assert torch.equal(nucleus.by_sorting(row), cut_by_torch_sort(nucleus, row))
+    # Many rows at once (those needing torch's sort are sorted together, on every core), and
+    # through `each_row`, which sends rows known to be tied at the cut straight to that sort.
+    tied_rows = sum(int(nucleus._top_cut(block)[2].sum()) for block in rows)
+    assert tied_rows > 0 or top_p > 0.9  # at 0.99 the cut lies past the top 1,024 tokens
+    for block in rows:
+        alone = torch.cat([cut_by_torch_sort(nucleus, r[None]) for r in block])
+        assert torch.equal(nucleus.by_sorting(block), alone)
+        assert torch.equal(nucleus.each_row(block), alone)
     # Equal scores on both sides of the cut: the order of torch's sort decides, as it does alone.
     tied = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 3.0]])
     for p in (0.2, 0.5, 0.75):

@@ -30,6 +30,8 @@ import math
 import numpy as np
 import torch
 
+from llmlab.cores import usable_cores
+
 # The order transformers' `GenerationMixin._get_logits_processor` applies them in (5.x):
 # the repetition penalty is a "processor" that runs before all sampling "warpers", then
 # temperature, top-k, top-p and min-p. Order matters: top-p after temperature sees the
@@ -190,40 +192,70 @@ class TopP:
             out = self.by_sorting(scores)
         return out.squeeze(0) if squeezed else out
 
-    def by_sorting(self, scores: torch.Tensor) -> torch.Tensor:
+    def by_sorting(self, scores: torch.Tensor, tied: torch.Tensor | None = None) -> torch.Tensor:
         """The cut made on a sort of the whole vocabulary, (rows, vocab) in and out.
 
         Same arithmetic as transformers: sort ascending and drop the low tail whose cumulative
-        mass is <= 1 - top_p; the last (most likely) token is always kept.
+        mass is <= 1 - top_p; the last (most likely) token is always kept. `tied` marks rows
+        already known to have equal scores at the cut: they go straight to `torch.sort`.
 
             >>> TopP(0.7).by_sorting(torch.tensor([[0.0, 2.0, 1.0]]))
             tensor([[-inf, 2., 1.]])
         """
-        return torch.cat([self._sort_and_cut(row[None]) for row in scores])
+        out = torch.empty_like(scores)
+        again = []  # rows whose cut needs torch.sort's order of equal scores
+        for index, row in enumerate(scores):
+            cut = None if tied is not None and bool(tied[index]) else self._numpy_cut(row[None])
+            if cut is None:
+                again.append(index)
+            else:
+                out[index] = cut[0]
+        if again:
+            out[again] = self._torch_sorted_cut(scores[again])
+        return out
 
-    def _sort_and_cut(self, row: torch.Tensor, use_torch_sort: bool = False) -> torch.Tensor:
-        """`by_sorting` for one row (1, vocab).
+    def _numpy_cut(self, row: torch.Tensor) -> torch.Tensor | None:
+        """`by_sorting` for one row (1, vocab) on numpy's sort, or None where it can't decide.
 
         numpy's quicksort orders 262,144 floats about five times faster than `torch.sort`. Any
         correct sort gives the same sorted values, hence the same softmax and cumulative sums
         position by position; sorts differ only in the order of equal scores. That order
-        matters only when equal scores stand on both sides of the cut, and then the row is cut
-        again after `torch.sort`, as transformers does.
+        matters only when equal scores stand on both sides of the cut: then None, and the
+        caller cuts the row after `torch.sort`, as transformers does.
         """
-        if use_torch_sort or bool(row.isnan().any()):
-            sorted_logits, sorted_indices = torch.sort(row, descending=False)
-        else:
-            sorted_indices = torch.from_numpy(np.argsort(row.contiguous().numpy(), axis=-1))
-            sorted_logits = row.gather(-1, sorted_indices)
+        if bool(row.isnan().any()):
+            return None
+        sorted_indices = torch.from_numpy(np.argsort(row.contiguous().numpy(), axis=-1))
+        sorted_logits = row.gather(-1, sorted_indices)
+        sorted_remove = self._remove_ascending(sorted_logits)
+        removed = int(sorted_remove.sum())  # a prefix: the cumulative sums never decrease
+        if 0 < removed < row.shape[-1] and bool(
+            sorted_logits[0, removed - 1] == sorted_logits[0, removed]
+        ):
+            return None
+        remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
+        return row.masked_fill(remove, FILTER_VALUE)
+
+    def _torch_sorted_cut(self, rows: torch.Tensor) -> torch.Tensor:
+        """transformers' cut on (rows, vocab), every row sorted by `torch.sort` in one call, on
+        all the cores this process may use (rows are sorted independently, each exactly as it
+        would be alone)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(threads, usable_cores()))
+        try:
+            sorted_logits, sorted_indices = torch.sort(rows, descending=False)
+        finally:
+            torch.set_num_threads(threads)
+        sorted_remove = self._remove_ascending(sorted_logits)
+        remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
+        return rows.masked_fill(remove, FILTER_VALUE)
+
+    def _remove_ascending(self, sorted_logits: torch.Tensor) -> torch.Tensor:
+        """Which of the ascending-sorted scores transformers removes."""
         cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         sorted_remove = cumulative <= (1 - self.top_p)
         sorted_remove[..., -1:] = False
-        removed = int(sorted_remove.sum())  # a prefix: the cumulative sums never decrease
-        straddle = not use_torch_sort and 0 < removed < row.shape[-1]
-        if straddle and bool(sorted_logits[0, removed - 1] == sorted_logits[0, removed]):
-            return self._sort_and_cut(row, use_torch_sort=True)
-        remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
-        return row.masked_fill(remove, FILTER_VALUE)
+        return sorted_remove
 
     def each_row(self, scores: torch.Tensor) -> torch.Tensor:
         """`__call__` on (rows, vocab) scores, each row getting exactly what it gets alone.
@@ -245,13 +277,14 @@ class TopP:
         if on_sorted is not None and bool(on_sorted.any()):
             out[on_sorted] = self.on_sorted(scores[on_sorted])
             rest = rest[~on_sorted]
+        tied = None
         if len(rest):
-            fast, safe = self.top_rows(scores[rest])
+            fast, safe, tied = self._top_cut(scores[rest])
             if fast is not None and bool(safe.any()):
                 out[rest[safe]] = fast[safe]
-                rest = rest[~safe]
-        for row in rest.tolist():
-            out[row] = self.by_sorting(scores[row : row + 1])[0]
+                rest, tied = rest[~safe], tied[~safe]
+        if len(rest):
+            out[rest] = self.by_sorting(scores[rest], tied)
         return out
 
     def via_top(self, scores: torch.Tensor, count: int = 1024) -> torch.Tensor | None:
@@ -276,9 +309,18 @@ class TopP:
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """`via_top`'s cut for every row of (rows, vocab) `scores`, and which rows it is safe
         for (the others must be sorted in full); (None, all False) when `count` >= vocab."""
+        out, safe, _ = self._top_cut(scores, count)
+        return out, safe
+
+    def _top_cut(
+        self, scores: torch.Tensor, count: int = 1024
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """`top_rows`, and also which rows have equal scores on both sides of the cut (only
+        `torch.sort`'s own order of them can cut those rows as transformers does)."""
         vocab = scores.shape[-1]
         if count >= vocab:
-            return None, torch.zeros(scores.shape[0], dtype=torch.bool)
+            nowhere = torch.zeros(scores.shape[0], dtype=torch.bool)
+            return None, nowhere, nowhere
         probs = torch.softmax(scores, dim=-1)
         top_scores, top_ids = torch.topk(scores, count, dim=-1)  # high to low
         top_probs = probs.gather(-1, top_ids)
@@ -294,10 +336,11 @@ class TopP:
         kept = (~remove_top).sum(dim=-1)
         last = top_scores.gather(-1, (kept - 1).clamp(min=0)[:, None])[:, 0]
         first_removed = top_scores.gather(-1, kept.clamp(max=count - 1)[:, None])[:, 0]
-        safe &= ~((last == first_removed) & (kept < count))
+        tied = (last == first_removed) & (kept < count) & safe
+        safe &= ~tied
         remove = torch.ones_like(scores, dtype=torch.bool)
         remove.scatter_(-1, top_ids, remove_top)
-        return scores.masked_fill(remove, FILTER_VALUE), safe
+        return scores.masked_fill(remove, FILTER_VALUE), safe, tied
 
     def on_sorted(self, logits: torch.Tensor) -> torch.Tensor:
         """`__call__` for logits already sorted high-to-low, taking that order as the sort
