@@ -4,11 +4,14 @@
   the model's engine steps them together (continuous batching).
 * **thread each**: N threads each run their own loop over the same model, one forward pass per
   token (`engine.run_alone`), which is what every session did before the engine.
-* **HF batched**: the same N prompts as one left-padded batch through `model.generate`, all
-  greedy, the speed a single batch reaches when nothing joins or leaves.
+* **HF batched**: the same N requests through `model.generate` as left-padded batches, the speed
+  batches reach when nothing joins or leaves. One `generate` call decodes one way, so a mixed
+  class is two batches, the greedy half and the top-p half (`do_sample=True`, same top-p and
+  temperature, no top-k), one after the other: the same decoding work as the engine's.
 
-Requests are 16-token runs, half greedy and half top-p (end-of-text ignored, so every run writes
-16 tokens), on short prompts of different lengths. The table gives median and p95 latency (from
+Requests are 16-token runs (end-of-text ignored, so every run writes 16 tokens) on short prompts
+of different lengths, in two mixes: `mixed`, half greedy and half top-p 0.9 at temperature 0.8,
+and `greedy`, every request greedy, where HF's side is a single batch. The table gives median and p95 latency (from
 pressing Generate to the last token) and total tokens/s, and the ratios the goals are about:
 engine median / one request alone, engine tokens/s / HF batched tokens/s. A staggered row sends
 one request every 100 ms instead of all at once.
@@ -48,8 +51,11 @@ PROMPTS = [
 ]
 
 
-def request_settings(index: int) -> dict:
-    if index % 2 == 0:
+MIXES = ("mixed", "greedy")
+
+
+def request_settings(index: int, mix: str = "mixed") -> dict:
+    if mix == "greedy" or index % 2 == 0:
         return {"strategy": "greedy"}
     return {"strategy": "top_p", "top_p": 0.9, "temperature": 0.8, "seed": index}
 
@@ -84,19 +90,20 @@ def run_threads(n: int, work, stagger: float = 0.0) -> tuple[list[float], float]
     return latencies, time.perf_counter() - began
 
 
-def engine_work(loaded):
+def engine_work(loaded, mix: str = "mixed"):
     def work(i: int) -> None:
         result = decoding.generate(
-            loaded, prompt_of(i), max_new_tokens=TOKENS, stop_at_eos=False, **request_settings(i)
-        )
+            loaded, prompt_of(i), max_new_tokens=TOKENS, stop_at_eos=False,
+            **request_settings(i, mix),
+        )  # fmt: skip
         assert len(result.new_ids) == TOKENS
 
     return work
 
 
-def alone_work(loaded):
+def alone_work(loaded, mix: str = "mixed"):
     def work(i: int) -> None:
-        settings = request_settings(i)
+        settings = request_settings(i, mix)
         strategy = settings.pop("strategy")
         valid = decoding.validate_settings(strategy, max_new_tokens=TOKENS, **settings)
         _, ids, budget, _ = decoding.prepare_prompt(loaded, prompt_of(i), TOKENS)
@@ -106,23 +113,72 @@ def alone_work(loaded):
     return work
 
 
-def hf_batched(loaded, n: int) -> float:
+def hf_batched(loaded, n: int, mix: str = "mixed") -> float:
+    """Seconds for `model.generate` to write the n requests' tokens: one left-padded batch per
+    way of decoding (greedy; top-p sampling), run one after the other."""
     tokenizer = loaded.tokenizer
     tokenizer.padding_side = "left"
-    batch = tokenizer([prompt_of(i) for i in range(n)], return_tensors="pt", padding=True)
-    started = time.perf_counter()
-    with torch.no_grad():
-        out = loaded.model.generate(
-            **batch, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
-    assert out.shape[1] == batch["input_ids"].shape[1] + TOKENS
-    return time.perf_counter() - started
+    groups: dict[str, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(request_settings(i, mix)["strategy"], []).append(i)
+    seconds = 0.0
+    for strategy, members in groups.items():
+        batch = tokenizer([prompt_of(i) for i in members], return_tensors="pt", padding=True)
+        if strategy == "greedy":
+            how = {"do_sample": False}
+        else:
+            settings = request_settings(members[0], mix)
+            how = {"do_sample": True, "top_p": settings["top_p"], "top_k": 0,
+                   "temperature": settings["temperature"]}  # fmt: skip
+        started = time.perf_counter()
+        with torch.no_grad():
+            out = loaded.model.generate(
+                **batch, max_new_tokens=TOKENS, min_new_tokens=TOKENS,
+                pad_token_id=tokenizer.pad_token_id, **how,
+            )  # fmt: skip
+        seconds += time.perf_counter() - started
+        assert out.shape[1] == batch["input_ids"].shape[1] + TOKENS
+    return seconds
 
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def measure(loaded, name: str, dtype: str, mix: str, args) -> None:
+    """One table row per N for this model, dtype and mix, then the staggered row."""
+    engine_work(loaded, mix)(0)  # warm up: first calls allocate and load kernels
+    alone_work(loaded, mix)(0)
+    hf_batched(loaded, 2, mix)
+    one = None
+    for n in args.ns:
+        latencies, wall = run_threads(n, engine_work(loaded, mix))
+        median = statistics.median(latencies)
+        if one is None and n == 1:
+            one = median
+        tok_s = n * TOKENS / wall
+        if n <= args.thread_each_max:
+            old, old_wall = run_threads(n, alone_work(loaded, mix))
+            old_cells = f"{statistics.median(old):.2f} s | {n * TOKENS / old_wall:.0f}"
+        else:
+            old_cells = "— | —"
+        hf = hf_batched(loaded, n, mix)
+        hf_tok = n * TOKENS / hf
+        ratio = f"{median / one:.2f}x" if one else "—"
+        print(
+            f"| {name} | {dtype} | {mix} | {n} | {median:.2f} s | {p95(latencies):.2f} s | "
+            f"{tok_s:.0f} | {old_cells} | {hf:.2f} s | {hf_tok:.0f} | {ratio} | "
+            f"{tok_s / hf_tok:.2f}x |"
+        )
+    if one and args.stagger_n:
+        latencies, wall = run_threads(args.stagger_n, engine_work(loaded, mix), stagger=0.1)
+        median = statistics.median(latencies)
+        print(
+            f"| {name} | {dtype} | {mix} | {args.stagger_n}, one every 100 ms | {median:.2f} s | "
+            f"{p95(latencies):.2f} s | {args.stagger_n * TOKENS / wall:.0f} | — | — | — | — | "
+            f"{median / one:.2f}x | — |"
+        )
 
 
 def main() -> None:
@@ -134,6 +190,7 @@ def main() -> None:
         "--thread-each-max", type=int, default=16,
         help="largest N for the thread-each path (it takes about N times one request)",
     )  # fmt: skip
+    parser.add_argument("--mixes", nargs="+", choices=MIXES, default=list(MIXES))
     parser.add_argument("--stagger-n", type=int, default=16)
     parser.add_argument(
         "--caps", nargs="*", type=int, default=[8, 16, 32, 64],
@@ -142,52 +199,21 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, tokens per request: {TOKENS}\n")
     header = (
-        "| model | dtype | N | engine median | engine p95 | engine tok/s | thread each median "
+        "| model | dtype | mix | N | engine median | engine p95 | engine tok/s | thread each median "
         "| thread each tok/s | HF batched | HF tok/s | engine median / one | engine tok/s / HF |"
     )
     print(header)
-    print("|" + " --- |" * 12)
+    print("|" + " --- |" * 13)
     for name in args.models:
         for dtype in args.dtypes:
             loaded = models.load(name, dtype=dtype)
-            engine_work(loaded)(0)  # warm up: first calls allocate and load kernels
-            alone_work(loaded)(0)
-            hf_batched(loaded, 2)
-            one = None
-            for n in args.ns:
-                latencies, wall = run_threads(n, engine_work(loaded))
-                median = statistics.median(latencies)
-                if one is None and n == 1:
-                    one = median
-                tok_s = n * TOKENS / wall
-                if n <= args.thread_each_max:
-                    old, old_wall = run_threads(n, alone_work(loaded))
-                    old_cells = f"{statistics.median(old):.2f} s | {n * TOKENS / old_wall:.0f}"
-                else:
-                    old_cells = "— | —"
-                hf = hf_batched(loaded, n)
-                hf_tok = n * TOKENS / hf
-                ratio = f"{median / one:.2f}x" if one else "—"
-                print(
-                    f"| {name} | {dtype} | {n} | {median:.2f} s | {p95(latencies):.2f} s | "
-                    f"{tok_s:.0f} | {old_cells} | {hf:.2f} s | {hf_tok:.0f} | {ratio} | "
-                    f"{tok_s / hf_tok:.2f}x |"
-                )
-            latencies, wall = run_threads(args.stagger_n, engine_work(loaded), stagger=0.1)
-            median = statistics.median(latencies)
-            print(
-                f"| {name} | {dtype} | {args.stagger_n}, one every 100 ms | {median:.2f} s | "
-                f"{p95(latencies):.2f} s | {args.stagger_n * TOKENS / wall:.0f} | — | — | — | — | "
-                f"{median / one:.2f}x | — |"
-                if one
-                else ""
-            )
+            for mix in args.mixes:
+                measure(loaded, name, dtype, mix, args)
             stats = engine_for(loaded).stats
+            mean = stats.rows_stepped / max(1, stats.steps)
             print(
-                f"|  |  | engine: {stats.steps} steps, mean batch "
-                f"{stats.rows_stepped / max(1, stats.steps):.1f} rows, peak {stats.peak_rows} |"
-                + " |"
-                * 9
+                f"|  |  |  | engine: {stats.steps} steps, mean batch {mean:.1f} rows, "
+                f"peak {stats.peak_rows} |" + " |" * 9
             )
 
     if args.caps:
