@@ -2,6 +2,12 @@
 
 Tests never reach the network: the Hub is switched off here, and the offline packs were
 fetched by the set-up step (`make test` runs it first).
+
+At the end of the run every engine and training thread is ended while Python is still whole,
+and the process then leaves with the tests' own exit status, skipping the interpreter's
+teardown: a C++ extension's thread still alive then (a daemon thread inside torch, say) makes
+glibc abort the process ("terminate called without an active exception") after every test
+has passed, which would turn a green run red.
 """
 
 from __future__ import annotations
@@ -23,6 +29,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from llmlab.generation.engine import close_all
+    from llmlab.training.jobs import stop_all
+
+    stop_all()
+    close_all()
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if _exit_status:  # the run reached its end (not a collection-only or --help call)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])
 
 
 @pytest.fixture(scope="session")

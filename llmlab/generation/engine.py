@@ -498,7 +498,7 @@ def engine_for(loaded: Any) -> Engine:
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
     """At interpreter exit, end every scheduler thread: one still inside a forward pass when
     Python finalizes would abort the process."""
     for engine in list(_every_engine):

@@ -198,7 +198,7 @@ _live_jobs: weakref.WeakSet[TrainingJob] = weakref.WeakSet()
 
 
 @atexit.register
-def _stop_all(timeout: float = 10.0) -> None:
+def stop_all(timeout: float = 10.0) -> None:
     """At interpreter exit, stop every training and wait for its thread: a thread killed in the
     middle of a step (inside torch) would abort the whole process."""
     live = list(_live_jobs)
