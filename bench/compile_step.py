@@ -1,0 +1,92 @@
+"""Does `torch.compile` pay for the engine's decode step? Eager against compiled, in one run.
+
+The engine steps a growing batch: every step adds a column to the KV cache, and requests join
+and leave, so the shapes a compiled model sees change at every step. This benchmark runs the
+engine's own `Batch` (left-padded rows, `DynamicCache`) greedily for N rows, first eager, then
+through `torch.compile(model, dynamic=True)`: once cold (the compile is in that time), then warm,
+then once more with a different number of rows and prompt lengths (what a class does to the
+shapes). It prints the median milliseconds per decode step, the ratio to eager, the seconds
+the first compiled run took, and whether the greedy tokens equal the eager ones.
+
+    .venv/bin/python bench/compile_step.py
+    .venv/bin/python bench/compile_step.py --models gemma-3-270m --ns 1 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/tokenizers.py would shadow a package
+
+import torch  # noqa: E402
+
+from llmlab import models  # noqa: E402
+from llmlab.cores import usable_cores  # noqa: E402
+from llmlab.generation.batch import Batch  # noqa: E402
+
+PROMPTS = [
+    "Once upon a time",
+    "The capital of France is",
+    "Write a short poem about the sea.",
+    "In 1969, the first people to walk on the Moon",
+    "def fibonacci(n):",
+    "My favourite food is",
+]
+
+
+def greedy_steps(model, tokenizer, n: int, steps: int, shift: int = 0) -> tuple[list, list[float]]:
+    """Greedy tokens of n rows over `steps` decode steps, and each step's milliseconds."""
+    prompts = [tokenizer(PROMPTS[(i + shift) % len(PROMPTS)])["input_ids"] for i in range(n)]
+    batch = Batch(model, pad_id=0)
+    logits = batch.prefill(prompts)
+    tokens, times = [], []
+    for _ in range(steps):
+        chosen = torch.argmax(logits, dim=-1).tolist()
+        tokens.append(chosen)
+        started = time.perf_counter()
+        logits = batch.step(chosen)
+        times.append((time.perf_counter() - started) * 1e3)
+    return tokens, times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct"])
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--ns", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--steps", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(usable_cores())
+    print(f"{args.dtype}, {args.steps} decode steps, {usable_cores()} threads\n")
+    print(
+        "| model | N | eager ms/step | compiled, first run (s) | compiled ms/step | "
+        "compiled / eager | new shapes: first run (s) | same tokens |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        loaded = models.load(name, dtype=args.dtype)
+        compiled = torch.compile(loaded.model, dynamic=True)
+        for n in args.ns:
+            greedy_steps(loaded.model, loaded.tokenizer, n, 2)  # warm up the eager kernels
+            eager_tokens, eager_times = greedy_steps(loaded.model, loaded.tokenizer, n, args.steps)
+            started = time.perf_counter()
+            greedy_steps(compiled, loaded.tokenizer, n, args.steps)
+            cold = time.perf_counter() - started
+            tokens, times = greedy_steps(compiled, loaded.tokenizer, n, args.steps)
+            started = time.perf_counter()
+            greedy_steps(compiled, loaded.tokenizer, n + 1, args.steps, shift=1)
+            reshaped = time.perf_counter() - started
+            eager_ms, compiled_ms = statistics.median(eager_times), statistics.median(times)
+            print(
+                f"| {name} | {n} | {eager_ms:.1f} | {cold:.1f} | {compiled_ms:.1f} | "
+                f"{compiled_ms / eager_ms:.2f}x | {reshaped:.1f} | {tokens == eager_tokens} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
