@@ -263,13 +263,14 @@ def allowed_settings(strategy: str) -> set[str]:
 
 def stream_into(placeholder, stream: GenerationStream, header: str = "") -> None:
     ui.wait_for_turn(stream, placeholder, " Stop cancels it.")
-    text = ""
+    text, redraw = "", ui.Redraw()
     for step in stream:
         if step.beams is not None:
             text = step.beams[0].text  # beam search: show the best live beam so far
         else:
             text += step.text_delta
-        placeholder.markdown(f"{header}{ui.escape(text)}▌", unsafe_allow_html=True)
+        if redraw.due():
+            placeholder.markdown(f"{header}{ui.escape(text)}▌", unsafe_allow_html=True)
     placeholder.empty()  # the finished result is shown below, with its details
 
 

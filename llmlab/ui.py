@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -84,6 +85,34 @@ def queue_message(ahead: int) -> str:
         return "Waiting for the model: it is serving as many requests as it can at once; yours is next."
     who = "1 request is" if ahead == 1 else f"{ahead} requests are"
     return f"Waiting for the model: {who} ahead of yours (it serves many at once, in turn)."
+
+
+# Streaming text is redrawn at most this often: every redraw is a message to the browser and a
+# re-render there, and with a class on one server those cost more than the tokens themselves.
+REDRAW_SECONDS = 0.12
+
+
+class Redraw:
+    """Whether streaming text should be redrawn now: the first time, then at most once every
+    `seconds` (the finished text is always drawn by its caller).
+
+        >>> clock = iter([0.0, 0.05, 0.2]).__next__
+        >>> redraw = Redraw(0.12, clock=clock)
+        >>> [redraw.due(), redraw.due(), redraw.due()]
+        [True, False, True]
+    """
+
+    def __init__(self, seconds: float = REDRAW_SECONDS, clock=time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self.last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
 def wait_for_turn(stream: Any, placeholder: Any, cancel_hint: str = "") -> None:
