@@ -100,6 +100,25 @@ def rss(process: psutil.Process) -> int:
     return total
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds used so far by these processes (gone ones count as 0)."""
+    total = 0.0
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def cpu_split(server: psutil.Process) -> tuple[float, float]:
+    """CPU seconds so far of the server (with its children) and of the browsers (every other
+    process this benchmark started: Playwright's driver and Chromium's processes)."""
+    served = [server, *server.children(recursive=True)]
+    ids = {proc.pid for proc in served}
+    others = [p for p in psutil.Process().children(recursive=True) if p.pid not in ids]
+    return cpu_seconds(served), cpu_seconds(others)
+
+
 async def watch_rss(process: psutil.Process, peak: list[int], stop: asyncio.Event) -> None:
     while not stop.is_set():
         peak[0] = max(peak[0], rss(process))
@@ -143,8 +162,11 @@ async def press_generate(page, timeout_s: float) -> Outcome:
         return Outcome(False, seconds, error=f"{type(error).__name__}: {str(error)[:300]}")
 
 
-async def one_round(browser: Browser, url: str, n: int, tokens: int, timeout_s: float):
-    """N students open the page, then all press Generate at the same moment."""
+async def one_round(
+    browser: Browser, url: str, n: int, tokens: int, timeout_s: float, server: psutil.Process
+):
+    """N students open the page, then all press Generate at the same moment. Returns the
+    outcomes and the CPU seconds the server and the browsers used from the clicks to the end."""
     opened = await asyncio.gather(
         *(open_session(browser, url, tokens, timeout_s) for _ in range(n)),
         return_exceptions=True,
@@ -155,12 +177,15 @@ async def one_round(browser: Browser, url: str, n: int, tokens: int, timeout_s: 
         for item in opened
         if isinstance(item, BaseException)
     ]
+    before = cpu_split(server)
     try:
         outcomes = await asyncio.gather(*(press_generate(p, timeout_s) for _, p in ready))
+        after = cpu_split(server)
     finally:
         for context, _ in ready:
             await context.close()
-    return [*outcomes, *failed]
+    used = (after[0] - before[0], after[1] - before[1])
+    return [*outcomes, *failed], used
 
 
 def library_rate(tokens: int) -> float:
@@ -190,7 +215,7 @@ async def run(args: argparse.Namespace) -> None:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             # Warm-up (not counted): the first session loads the model into the shared cache.
-            (warm,) = await one_round(browser, url, 1, args.tokens, args.timeout)
+            (warm,), _ = await one_round(browser, url, 1, args.tokens, args.timeout, proc)
             if not warm.ok:
                 raise SystemExit(f"warm-up session failed ({warm.error}); log: {log_path}")
             reference = warm.text
@@ -199,14 +224,14 @@ async def run(args: argparse.Namespace) -> None:
                 peak, stop = [rss(proc)], asyncio.Event()
                 watcher = asyncio.create_task(watch_rss(proc, peak, stop))
                 started = time.perf_counter()
-                outcomes = await one_round(browser, url, n, args.tokens, args.timeout)
+                outcomes, used = await one_round(browser, url, n, args.tokens, args.timeout, proc)
                 wall = time.perf_counter() - started
                 stop.set()
                 await watcher
                 done = [o for o in outcomes if o.ok]
                 same = sum(o.text == reference for o in done)
                 errors = sorted({o.error for o in outcomes if not o.ok})
-                rows.append((n, done, peak[0], same, errors))
+                rows.append((n, done, peak[0], same, errors, used))
                 print(f"N={n}: {len(done)}/{n} done in {wall:.1f} s {errors or ''}", flush=True)
             await browser.close()
     finally:
@@ -218,15 +243,23 @@ async def run(args: argparse.Namespace) -> None:
 
     print(f"\nSmolLM2-135M float32, greedy, {args.tokens} new tokens, {os.cpu_count()} CPU cores")
     print("Latency: from the Generate click (all N at once) to the finished text in the page.")
-    print("| N | completed | median s | p95 s | peak RSS (server) | same greedy text |")
-    print("|---|---|---|---|---|---|")
-    for n, done, peak_rss, same, _ in rows:
+    print(
+        "CPU: seconds of CPU from the clicks to the last text, used by the server and by the "
+        "browsers (Chromium and its driver), which share the same cores here."
+    )
+    print(
+        "| N | completed | median s | p95 s | peak RSS (server) | same greedy text "
+        "| server CPU s | browsers CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for n, done, peak_rss, same, _, (server_cpu, browser_cpu) in rows:
         times = [o.seconds for o in done]
         median = f"{statistics.median(times):.1f}" if times else "-"
         high = f"{p95(times):.1f}" if times else "-"
         print(
             f"| {n} | {len(done)}/{n} ({100 * len(done) / n:.0f}%) | {median} | {high} | "
-            f"{peak_rss / 2**30:.2f} GB | {same}/{len(done)} |"
+            f"{peak_rss / 2**30:.2f} GB | {same}/{len(done)} | {server_cpu:.1f} | "
+            f"{browser_cpu:.1f} |"
         )
     single = [o for n, done, *_ in rows if n == 1 for o in done]
     if single:
