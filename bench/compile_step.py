@@ -59,10 +59,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--ns", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=usable_cores())
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    torch.set_num_threads(usable_cores())
-    print(f"{args.dtype}, {args.steps} decode steps, {usable_cores()} threads\n")
+    torch.set_num_threads(args.threads)
+    print(f"{args.dtype}, {args.steps} decode steps, {args.threads} threads\n")
     print(
         "| model | N | eager ms/step | compiled, first run (s) | compiled ms/step | "
         "compiled / eager | new shapes: first run (s) | same tokens |"
