@@ -42,6 +42,17 @@ def base_layout(figure: go.Figure, title: str = "", height: int = 360) -> go.Fig
     return figure
 
 
+def axis_on_top(figure: go.Figure) -> go.Figure:
+    """Put the x axis above the plot, with room for its labels under the title.
+
+    >>> axis_on_top(base_layout(go.Figure(go.Heatmap(z=[[1]])), "T")).layout.margin.t
+    90
+    """
+    figure.update_xaxes(side="top")
+    figure.update_layout(margin_t=90 if figure.layout.title.text else 50)
+    return figure
+
+
 # --- tokenizers ---------------------------------------------------------------------------------
 # (section: tokenizers)
 def token_count_bars(titles: list[str], counts: list[int], title: str = "") -> go.Figure:
@@ -419,8 +430,7 @@ def logit_lens_heatmap(
             + ("%{customdata}" if extra else "") + "<extra></extra>",
         )
     )  # fmt: skip
-    figure.update_xaxes(side="top")
-    return base_layout(figure, title, height=max(320, 26 * len(layers) + 80))
+    return axis_on_top(base_layout(figure, title, height=max(320, 26 * len(layers) + 80)))
 
 
 # --- switching a part off -----------------------------------------------------------------------
@@ -477,8 +487,7 @@ def head_sweep_heatmap(kl_bits: list[list[float]], title: str = "") -> go.Figure
             hovertemplate="%{y}, %{x} switched off: KL %{z:.3f} bits<extra></extra>",
         )
     )  # fmt: skip
-    figure.update_xaxes(side="top")
-    return base_layout(figure, title, height=max(320, 18 * len(layers) + 120))
+    return axis_on_top(base_layout(figure, title, height=max(320, 18 * len(layers) + 120)))
 
 
 # --- decoding -----------------------------------------------------------------------------------
