@@ -418,3 +418,32 @@ def test_the_sweep_refuses_a_long_prompt_with_a_message():
     assert not at.exception
     assert any("at most 256" in e.value for e in at.error), [e.value for e in at.error]
     assert at.text_area(key="nt-prompt").value == "word " * 300
+
+
+@pytest.mark.browser
+def test_browser_switching_a_head_off_and_the_sweep(page, app_url, smollm2, screenshots_dir):
+    """From a link, in a real browser: the part is switched off, the KL divergence shown is the
+    library's, and the sweep over every head draws its heatmap and names the same heads."""
+    from urllib.parse import urlencode
+
+    from llmlab.generation import knockouts
+
+    open_page(page, app_url, f"next_token?{urlencode(KNOCK_OUT_LINK)}")
+    prompt = KNOCK_OUT_LINK["prompt"]
+    effect = knockouts.knock_out_effect(smollm2, prompt, [("head", 3, 2)], 10, 1024)
+    page.get_by_role("tab", name="Switch a part off").click()
+    kl = page.locator("[data-testid='stMetric']").filter(has_text="KL divergence")
+    kl.locator("[data-testid='stMetricValue']").wait_for(timeout=240_000)
+    assert kl.locator("[data-testid='stMetricValue']").inner_text() == f"{effect.kl_bits:.3f} bits"
+    page.get_by_text(f"Next token with {effect.description} switched off").first.wait_for()
+    no_exception(page)
+    page.get_by_role("button", name="Switch off each head in turn").click()
+    page.get_by_text("The heads that move it most").first.wait_for(timeout=240_000)
+    no_exception(page)
+    sweep = knockouts.head_sweep(smollm2, prompt, 1024)
+    caption = page.get_by_text("The heads that move it most").first.inner_text()
+    assert f"({sweep.top_probability:.1%})" in caption
+    heatmap = page.locator(".js-plotly-plot").filter(has_text="KL divergence when each head")
+    heatmap.first.wait_for()
+    assert heatmap.locator("g.hm, image").count() > 0  # the heatmap itself is drawn
+    page.screenshot(path=str(screenshots_dir / "next_token-knock-out.png"), full_page=True)
