@@ -25,21 +25,11 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/tokenizers.py wo
 
 import torch  # noqa: E402
 
+from bench.prompts import PROMPTS  # noqa: E402
 from llmlab import models  # noqa: E402
 from llmlab.generation import decoding  # noqa: E402
 from llmlab.generation.batch import Batch  # noqa: E402
 from llmlab.generation.engine import Engine, Request, usable_cores  # noqa: E402
-
-PROMPTS = [
-    "Once upon a time",
-    "The capital of France is",
-    "Write a short poem about the sea.",
-    "In 1969, the first people to walk on the Moon",
-    "def fibonacci(n):",
-    "My favourite food is",
-    "The three primary colours are",
-    "Photosynthesis is the process by which plants",
-]
 
 
 def request_settings(index: int) -> dict:
