@@ -179,3 +179,17 @@ def test_the_full_sort_cut_equals_the_cut_on_torch_sort(smollm2, gemma, top_p):
     tied = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 3.0]])
     for p in (0.2, 0.5, 0.75):
         assert torch.equal(TopP(p).by_sorting(tied), cut_by_torch_sort(TopP(p), tied))
+
+
+def test_greedy_choice_from_the_top_candidates_equals_argmax_with_ties_and_nan():
+    from llmlab.generation.steppers import greedy_choice
+
+    generator = torch.Generator().manual_seed(0)
+    # bfloat16 logits have few distinct values: ties at the top are common.
+    scores = (torch.randn(64, 3000, generator=generator) * 4).to(torch.bfloat16).float()
+    scores[5, :] = 1.0  # every token tied
+    scores[7, 11] = math.nan
+    top = torch.topk(scores, 10, dim=-1)
+    assert int((top.values[:, 0] == top.values[:, 1]).sum()) >= 2  # the tie route is taken
+    assert greedy_choice(scores, top) == torch.argmax(scores, dim=-1).tolist()
+    assert greedy_choice(scores) == torch.argmax(scores, dim=-1).tolist()

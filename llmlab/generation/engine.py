@@ -443,7 +443,11 @@ class Engine:
         steppers = [running[i].stepper for i in members]
         if len(members) == 1:
             return [self._advance_one(running[members[0]], logits, probs, starts[members[0]])]
-        rows = torch.tensor([starts[i] for i in members])
+        first, last = starts[members[0]], starts[members[-1]]
+        if [starts[i] for i in members] == list(range(first, last + 1)):
+            rows: Any = slice(first, last + 1)  # side by side: a view, no copy
+        else:
+            rows = torch.tensor([starts[i] for i in members])
         saved = [s.generator.get_state() if s.generator is not None else None for s in steppers]
         try:
             return advance_together(steppers, logits[rows], probs[rows])

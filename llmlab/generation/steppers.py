@@ -165,8 +165,10 @@ def advance_together(
         each_row = getattr(processor, "each_row", None)
         scores = each_row(scores) if each_row is not None else processor(scores)
     probs_after = torch.softmax(scores, dim=-1) if changed else probs_before
+    count = first.settings["top_candidates"]
+    top = torch.topk(raw, min(count, raw.shape[-1]), dim=-1)  # the records' candidates
     if first.generator is None:
-        chosen = torch.argmax(scores, dim=-1).tolist()
+        chosen = greedy_choice(scores, top if scores is raw else None)
     else:
         chosen = [draw(probs_after[i], s.generator) for i, s in enumerate(steppers)]
     # A branch's imposed tokens take the place of the ones just chosen (the draw was made).
@@ -176,11 +178,12 @@ def advance_together(
     ]
     # Each row's entropy (bits) is summed over that row alone, so a row's number does not depend
     # on which rows share its batch (a sum over a whole (rows, vocab) tensor may add in another
-    # order).
+    # order). `entr(p) = -p ln p` is elementwise: a row's terms are the same whatever the thread
+    # count (a `log_softmax` of one long row splits its reduction between threads).
     terms = torch.special.entr(probs_after)
     entropies = [float(terms[i].sum()) / math.log(2) for i in range(len(steppers))]
-    tables = candidate_tables(raw, probs_before, probs_after, scores, chosen,
-                              first.settings["top_candidates"])  # fmt: skip
+    tables = candidate_tables(raw, probs_before, probs_after, scores, chosen, count,
+                              top=top.indices)  # fmt: skip
     advances: list[Advance | Exception] = []
     for stepper, token, entropy, (ids, table) in zip(
         steppers, chosen, entropies, tables, strict=True
@@ -201,6 +204,30 @@ def steps_alone(stepper: Any) -> bool:
     )
 
 
+def greedy_choice(scores: torch.Tensor, top: Any = None) -> list[int]:
+    """Each row's highest-scoring token, as `torch.argmax` picks it (the first one on a tie).
+
+    `top` is `torch.topk(scores, k)` when the caller has it (k >= 2): a row whose best score is
+    strictly above its second is answered from it, which saves a pass over the vocabulary; rows
+    with a tie at the top (or NaN) are asked of `argmax` itself.
+
+        >>> scores = torch.tensor([[0.0, 2.0, 1.0], [3.0, 1.0, 3.0]])
+        >>> greedy_choice(scores, torch.topk(scores, 2)), greedy_choice(scores)
+        ([1, 0], [1, 0])
+    """
+    if top is None or top.values.shape[-1] < 2:
+        return torch.argmax(scores, dim=-1).tolist()
+    first, second = top.values[:, 0], top.values[:, 1]
+    clear = (first > second).tolist()  # False on a tie or a NaN
+    chosen = top.indices[:, 0].tolist()
+    unclear = [row for row, ok in enumerate(clear) if not ok]
+    if unclear:
+        picks = torch.argmax(scores[unclear], dim=-1).tolist()
+        for row, pick in zip(unclear, picks, strict=True):
+            chosen[row] = pick
+    return chosen
+
+
 def candidate_tables(
     logits: torch.Tensor,
     probs_before: torch.Tensor,
@@ -208,6 +235,7 @@ def candidate_tables(
     scores: torch.Tensor,
     chosen: list[int],
     count: int,
+    top: torch.Tensor | None = None,
 ) -> list[tuple[list[int], list[list[float]]]]:
     """Each row's top `count` token ids by raw logit (and its chosen one, if it ranked lower),
     with their logit, probability before and after the filters and filtered score.
@@ -219,7 +247,8 @@ def candidate_tables(
         >>> candidate_tables(logits, probs, probs, logits, [1], 1)[0][0]
         [0, 1]
     """
-    top = torch.topk(logits, min(count, logits.shape[-1]), dim=-1).indices  # (rows, count)
+    if top is None:  # (rows, count)
+        top = torch.topk(logits, min(count, logits.shape[-1]), dim=-1).indices
     wanted = torch.tensor(chosen, dtype=torch.long)[:, None]
     ids = torch.cat([top, wanted], dim=-1)  # (rows, count + 1); the last column maybe dropped
     table = torch.stack([t.gather(-1, ids) for t in (logits, probs_before, probs_after, scores)])
