@@ -8,12 +8,14 @@ larger forward pass is involved: any difference is a fault of the batched path.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 
 import pytest
 import torch
 
 from llmlab.generation import decoding, sampling, steppers
+from llmlab.generation import engine as engine_module
 from llmlab.generation.batch import Batch
 from llmlab.generation.engine import Engine, Request
 from llmlab.generation.filters import TopP
@@ -60,7 +62,25 @@ def stepper_for(loaded, prompt: str, settings: dict):
     return decoding.new_stepper(loaded, ids, budget, strategy, valid, stop_at_eos=False)
 
 
-def test_mixed_settings_in_one_batch_give_each_request_its_result_alone(loaded, monkeypatch):
+@pytest.mark.parametrize("cores", [None, 4], ids=["one thread", "shares on helpers"])
+def test_mixed_settings_in_one_batch_give_each_request_its_result_alone(loaded, monkeypatch, cores):
+    """Without helpers every group chooses in turn; with them (as the engine's thread runs
+    it), groups are cut into shares of 2 rows that this thread and a helper choose side by side."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the engine's thread chooses (sums of a row depend on threads)
+    try:
+        check_mixed_batch(loaded, monkeypatch, cores)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def check_mixed_batch(loaded, monkeypatch, cores):
+    helpers = None
+    if cores is not None:
+        monkeypatch.setattr("llmlab.generation.engine.usable_cores", lambda: cores)
+        helpers = concurrent.futures.ThreadPoolExecutor(
+            1, initializer=engine_module._choosing_thread
+        )
     group_sizes: list[int] = []
     together = steppers.advance_together
 
@@ -81,7 +101,7 @@ def test_mixed_settings_in_one_batch_give_each_request_its_result_alone(loaded, 
             offset += twin.rows
         alone = [twin.advance(logits[row]) for twin, row in zip(twins, rows, strict=True)]
         requests = list(engine._running)
-        tokens, order = engine._advance_all(logits)
+        tokens, order = engine._advance_all(logits, helpers)
         for index, (request, expected) in enumerate(zip(requests, alone, strict=True)):
             kind, got = request.take(0)
             where = f"step {step}, request {index} {MIXED[index][1]}"
@@ -99,7 +119,11 @@ def test_mixed_settings_in_one_batch_give_each_request_its_result_alone(loaded, 
     assert step == STEPS - 1
     # The groups did form, two at every step: the three greedy requests (no-repeat-n-gram runs
     # row by row) and the three top-p ones; top-k with 3 candidates is not top-k with 10.
-    assert group_sizes == [3, 3] * STEPS
+    if helpers is None:
+        assert group_sizes == [3, 3] * STEPS
+    else:  # each group of 3 cut into 2 + 1 (a single row chooses alone)
+        helpers.shutdown()
+        assert group_sizes == [2, 2] * STEPS
 
 
 @pytest.mark.parametrize("vocab", [49_152, 262_144])  # SmolLM2's and Gemma's vocabularies

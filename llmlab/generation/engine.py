@@ -29,6 +29,7 @@ so a model dropped from the cache is freed once its last request is done.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import contextlib
 import contextvars
 import itertools
@@ -46,12 +47,15 @@ import torch
 
 from llmlab.cores import usable_cores
 from llmlab.generation.batch import Batch
+from llmlab.generation.filters import sorting_threads
 from llmlab.generation.steppers import advance_together, steps_alone
 
 log = logging.getLogger("llmlab.engine")
 
 DEFAULT_MAX_BATCH = 32
 IDLE_SECONDS = 5.0
+# The fewest rows of one group the cores choose for as one share (see `_shares`).
+SPLIT_ROWS = 2
 
 # Model work of every engine (and of the pages' own forward passes, see `exclusive`) takes this
 # lock: on a small machine two forward passes side by side only fight over the same cores.
@@ -324,6 +328,26 @@ class Engine:
         torch.set_grad_enabled(False)  # the mode is per thread
         cores = usable_cores()
         batch = Batch(loaded.model, pad_id=_pad_id(loaded))
+        # Between forward passes the requests choose their tokens on every core: the scheduler
+        # thread takes one part and helpers the others, one torch thread each.
+        helpers = (
+            concurrent.futures.ThreadPoolExecutor(
+                cores - 1,
+                thread_name_prefix=f"llmlab-choose-{self.model_name}",
+                initializer=_choosing_thread,
+            )  # fmt: skip
+            if cores > 1
+            else None
+        )
+        try:
+            self._serve_loop(batch, cores, helpers)
+        finally:
+            if helpers is not None:
+                helpers.shutdown(wait=True)
+
+    def _serve_loop(
+        self, batch: Batch, cores: int, helpers: concurrent.futures.Executor | None
+    ) -> None:
         logits: torch.Tensor | None = None  # the last step's logits, one row per running row
         while True:
             with self._lock:
@@ -348,7 +372,7 @@ class Engine:
                     logits = new_logits if logits is None else torch.cat([logits, new_logits])
                 assert logits is not None
                 torch.set_num_threads(1)  # see `configure_threads`
-                tokens, order = self._advance_all(logits)
+                tokens, order = self._advance_all(logits, helpers)
                 batch.select(order)
                 logits = None
                 if tokens:
@@ -368,7 +392,9 @@ class Engine:
                 batch.reset()
                 logits = None
 
-    def _advance_all(self, logits: torch.Tensor) -> tuple[list[int], list[int]]:
+    def _advance_all(
+        self, logits: torch.Tensor, helpers: concurrent.futures.Executor | None = None
+    ) -> tuple[list[int], list[int]]:
         """Every running request chooses its next token(s) from its rows of `logits`.
 
         Token requests with the same settings choose together (`advance_together`: one tensor
@@ -377,25 +403,34 @@ class Engine:
         `Batch.select`, which current row each row of the next step continues (finished
         requests are left out, beams follow their parents).
         """
-        probs = torch.softmax(logits, dim=-1)  # one call for every row
         running = list(self._running)
         starts, offset = [], 0
         for request in running:
             starts.append(offset)
             offset += request.rows
         outcomes: list[Any] = [None] * len(running)  # an Advance or the exception it raised
+        parts: list[list[int]] = []  # requests that choose together (beams: alone)
         groups: dict[Any, list[int]] = {}
         for index, request in enumerate(running):
             if request.cancelled:
                 continue
             if steps_alone(request.stepper):
-                outcomes[index] = self._advance_one(request, logits, probs, starts[index])
+                parts.append([index])
             else:
                 groups.setdefault(request.stepper.group_key, []).append(index)
-        for members in groups.values():
-            for index, outcome in zip(
-                members, self._advance_group(running, members, logits, probs, starts), strict=True
-            ):
+        parts.extend(groups.values())
+        if helpers is not None:
+            parts = _shares(parts, running)
+
+        def choose(part: list[int]) -> list[Any]:
+            if len(part) == 1 and steps_alone(running[part[0]].stepper):
+                request, start = running[part[0]], starts[part[0]]
+                rows = logits[start : start + request.rows]
+                return [self._advance_one(request, rows, torch.softmax(rows, dim=-1), 0)]
+            return self._advance_group(running, part, logits, starts)
+
+        for part, results in zip(parts, self._run_parts(choose, parts, helpers), strict=True):
+            for index, outcome in zip(part, results, strict=True):
                 outcomes[index] = outcome
         tokens: list[int] = []
         order: list[int] = []
@@ -424,6 +459,35 @@ class Engine:
         return tokens, order
 
     @staticmethod
+    def _run_parts(
+        choose: Any, parts: list[list[int]], helpers: concurrent.futures.Executor | None
+    ) -> list[list[Any]]:
+        """`choose` every part, this thread and the helpers each taking the next part left (the
+        heaviest come first) until none is."""
+        if helpers is None or len(parts) < 2:
+            return [choose(part) for part in parts]
+        left = deque(enumerate(parts))
+        results: list[Any] = [None] * len(parts)
+
+        def work() -> None:
+            with sorting_threads(1):
+                while True:
+                    try:
+                        index, part = left.popleft()  # atomic: each part is taken once
+                    except IndexError:
+                        return
+                    results[index] = choose(part)
+
+        try:
+            futures = [helpers.submit(work) for _ in range(min(len(parts), usable_cores()) - 1)]
+        except RuntimeError:  # the interpreter is shutting down: no new helper work
+            futures = []
+        work()
+        for future in futures:
+            future.result()
+        return results
+
+    @staticmethod
     def _advance_one(
         request: Request, logits: torch.Tensor, probs: torch.Tensor, start: int
     ) -> Any:
@@ -434,28 +498,66 @@ class Engine:
             return error
 
     def _advance_group(
-        self, running: list[Request], members: list[int], logits: torch.Tensor,
-        probs: torch.Tensor, starts: list[int],
-    ) -> list[Any]:  # fmt: skip
+        self, running: list[Request], members: list[int], logits: torch.Tensor, starts: list[int]
+    ) -> list[Any]:
         """One row each, the same settings: choose together. If the shared work fails, every
         generator is put back where it was and each request chooses alone, so a failure stays
         the failing request's own."""
         steppers = [running[i].stepper for i in members]
-        if len(members) == 1:
-            return [self._advance_one(running[members[0]], logits, probs, starts[members[0]])]
         first, last = starts[members[0]], starts[members[-1]]
         if [starts[i] for i in members] == list(range(first, last + 1)):
             rows: Any = slice(first, last + 1)  # side by side: a view, no copy
         else:
             rows = torch.tensor([starts[i] for i in members])
+        mine = logits[rows]
+        probs = torch.softmax(mine, dim=-1)  # one call for the group's rows, each row alone
+        if len(members) == 1:
+            return [self._advance_one(running[members[0]], mine, probs, 0)]
         saved = [s.generator.get_state() if s.generator is not None else None for s in steppers]
         try:
-            return advance_together(steppers, logits[rows], probs[rows])
+            return advance_together(steppers, mine, probs)
         except Exception:  # noqa: BLE001 - retried one by one below
             for stepper, state in zip(steppers, saved, strict=True):
                 if state is not None:
                     stepper.generator.set_state(state)
-            return [self._advance_one(running[i], logits, probs, starts[i]) for i in members]
+            return [self._advance_one(running[i], mine, probs, n) for n, i in enumerate(members)]
+
+
+def _shares(parts: list[list[int]], running: list[Request]) -> list[list[int]]:
+    """`parts` cut into shares for the cores to choose side by side, the heaviest first.
+
+    A group of same-settings rows is cut into pieces of about a quarter of the batch per core,
+    since its rows are chosen independently (cutting changes no number). Filtered or sampled
+    rows cost about three times a plain greedy row (a sort or a top-k over the vocabulary, a
+    second softmax, a draw), beams twice.
+    """
+    total = sum(request.rows for request in running)
+    piece = max(SPLIT_ROWS, -(-total // (2 * usable_cores())))
+    shares: list[list[int]] = []
+    for part in parts:
+        shares.extend(part[i : i + piece] for i in range(0, len(part), piece))
+
+    def weight(share: list[int]) -> int:
+        stepper = running[share[0]].stepper
+        if steps_alone(stepper):
+            return 2 * stepper.rows
+        heavy = getattr(stepper, "generator", None) is not None or bool(
+            getattr(stepper, "shared_chain", None)
+        )
+        return len(share) * (3 if heavy else 1)
+
+    return sorted(shares, key=weight, reverse=True)
+
+
+def _choosing_thread() -> None:
+    """A helper thread's torch settings: no autograd, one thread (modes are per thread)."""
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(1)
+
+
+def _one_core(choose: Any, part: list[int]) -> list[Any]:
+    with sorting_threads(1):
+        return choose(part)
 
 
 @torch.no_grad()

@@ -25,12 +25,30 @@ limit of dividing by an ever smaller temperature. Callers handle it by taking th
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from llmlab.cores import usable_cores
+
+_sorting = threading.local()
+
+
+@contextlib.contextmanager
+def sorting_threads(count: int) -> Iterator[None]:
+    """Within this block (in this thread), a full top-p sort runs on `count` threads instead of
+    every usable core: for work that already runs beside other work, one core each."""
+    before = getattr(_sorting, "threads", None)
+    _sorting.threads = count
+    try:
+        yield
+    finally:
+        _sorting.threads = before
+
 
 # The order transformers' `GenerationMixin._get_logits_processor` applies them in (5.x):
 # the repetition penalty is a "processor" that runs before all sampling "warpers", then
@@ -241,7 +259,7 @@ class TopP:
         all the cores this process may use (rows are sorted independently, each exactly as it
         would be alone)."""
         threads = torch.get_num_threads()
-        torch.set_num_threads(max(threads, usable_cores()))
+        torch.set_num_threads(getattr(_sorting, "threads", None) or max(threads, usable_cores()))
         try:
             sorted_logits, sorted_indices = torch.sort(rows, descending=False)
         finally:
