@@ -95,11 +95,13 @@ def configure_threads() -> None:
     inter-op threads = 1, since the engine runs one forward pass at a time. Called when the
     first engine is made.
 
-    The count is kept per thread: the scheduler thread uses every core for its forward passes
-    and one for the requests' own work between them (filters, sampling, records over a
-    vocabulary of up to 262,144 scores), which two threads only slow down: splitting a
-    quarter-million-element operation costs more in waiting for the other core than it saves,
-    ten times more when that core is busy elsewhere.
+    The count is kept per thread: the scheduler thread uses every core for its forward passes.
+    The requests' own work between them (filters, sampling, records over a vocabulary of up
+    to 262,144 scores) is cut into shares of rows instead, and the scheduler thread and one
+    helper per other core each choose a share at a time on one torch thread: splitting one
+    quarter-million-element operation between cores costs more in waiting for the other core
+    than it saves (ten times more when that core is busy elsewhere), while whole shares side by
+    side do not wait for each other.
     """
     global _threads_configured
     if _threads_configured:
