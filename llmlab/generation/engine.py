@@ -95,8 +95,9 @@ def configure_threads() -> None:
     inter-op threads = 1, since the engine runs one forward pass at a time. Called when the
     first engine is made.
 
-    The count is kept per thread: the scheduler thread uses every core for its forward passes.
-    The requests' own work between them (filters, sampling, records over a vocabulary of up
+    The count is the process's, not a thread's: the engine uses every core for its forward
+    passes, and sets one only while it holds `COMPUTE_LOCK` to choose. The requests' own work
+    between forward passes (filters, sampling, records over a vocabulary of up
     to 262,144 scores) is cut into shares of rows instead, and the scheduler thread and one
     helper per other core each choose a share at a time on one torch thread: splitting one
     quarter-million-element operation between cores costs more in waiting for the other core
@@ -118,8 +119,13 @@ def exclusive() -> Iterator[None]:
 
     The engine holds the same lock for each of its forward passes, so the two never run at the
     same moment on a model: hooks put on a shared model then see only their own pass.
+
+    The work runs on every usable core: torch's thread count is the process's, the last any
+    thread set, and a matrix product split another way rounds another way, so a page and the
+    library would otherwise differ in the last digits.
     """
     with COMPUTE_LOCK:
+        torch.set_num_threads(usable_cores())
         yield
 
 
@@ -373,8 +379,14 @@ class Engine:
                     self.stats.prefills += 1
                     logits = new_logits if logits is None else torch.cat([logits, new_logits])
                 assert logits is not None
-                torch.set_num_threads(1)  # see `configure_threads`
-                tokens, order = self._advance_all(logits, helpers)
+                # One torch thread per share (see `configure_threads`). The count is the
+                # process's, so this holds the lock: no page's own pass runs on one thread.
+                with COMPUTE_LOCK:
+                    torch.set_num_threads(1)
+                    try:
+                        tokens, order = self._advance_all(logits, helpers)
+                    finally:
+                        torch.set_num_threads(cores)
                 batch.select(order)
                 logits = None
                 if tokens:
