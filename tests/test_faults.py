@@ -12,6 +12,7 @@ only ever read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -378,6 +379,27 @@ def _read_only(folder: Path) -> None:
         path.chmod(0o555 if path.is_dir() else 0o444)
 
 
+@contextlib.contextmanager
+def _traversable_by_others(*paths: Path):
+    """Let other accounts pass through (not list) every folder above `paths` for the block.
+
+    A checkout made in a `mktemp -d` folder (mode 700) is out of reach of another user even
+    though its files are readable; the modes are put back afterwards.
+    """
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for folder in Path(path).resolve().parents:
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH and folder not in changed:
+                changed[folder] = stat.S_IMODE(mode)
+                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(mode)
+
+
 @pytest.fixture
 def shared_tmp():
     """A folder other accounts may enter (pytest's own tmp_path sits under a 0700 folder)."""
@@ -393,6 +415,11 @@ def shared_tmp():
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a check as another user")
 def test_read_only_cache_serves_what_is_there_and_says_what_it_cannot_write(shared_tmp, smollm2):
     tmp_path = shared_tmp
+    with _traversable_by_others(ROOT, Path(sys.prefix)):
+        check_read_only_cache(tmp_path, smollm2)
+
+
+def check_read_only_cache(tmp_path: Path, smollm2) -> None:
     python = _interpreter_for(NOBODY)
     if python is None:
         pytest.skip("no Python interpreter that user 65534 may run")
