@@ -564,14 +564,9 @@ def _shares(parts: list[list[int]], running: list[Request]) -> list[list[int]]:
 
 
 def _choosing_thread() -> None:
-    """A helper thread's torch settings: no autograd, one thread (modes are per thread)."""
+    """A helper thread runs without autograd (the mode is per thread; the thread count is the
+    process's, set by the scheduler while it chooses)."""
     torch.set_grad_enabled(False)
-    torch.set_num_threads(1)
-
-
-def _one_core(choose: Any, part: list[int]) -> list[Any]:
-    with sorting_threads(1):
-        return choose(part)
 
 
 @torch.no_grad()
