@@ -381,14 +381,15 @@ def _read_only(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _traversable_by_others(*paths: Path):
-    """Let other accounts pass through (not list) every folder above `paths` for the block.
+    """Let other accounts pass through (not list) `paths` and every folder above them for the block.
 
     A checkout made in a `mktemp -d` folder (mode 700) is out of reach of another user even
     though its files are readable; the modes are put back afterwards.
     """
     changed: dict[Path, int] = {}
     for path in paths:
-        for folder in Path(path).resolve().parents:
+        here = Path(path).resolve()
+        for folder in [here, *here.parents]:
             mode = folder.stat().st_mode
             if not mode & stat.S_IXOTH and folder not in changed:
                 changed[folder] = stat.S_IMODE(mode)
