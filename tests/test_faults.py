@@ -381,19 +381,21 @@ def _read_only(folder: Path) -> None:
 
 @contextlib.contextmanager
 def _traversable_by_others(*paths: Path):
-    """Let other accounts pass through (not list) `paths` and every folder above them for the block.
+    """Let other accounts read `paths` (Python lists a folder to import from it) and pass
+    through every folder above them, for the block; the modes are put back afterwards.
 
     A checkout made in a `mktemp -d` folder (mode 700) is out of reach of another user even
-    though its files are readable; the modes are put back afterwards.
+    though its files are readable.
     """
     changed: dict[Path, int] = {}
     for path in paths:
         here = Path(path).resolve()
-        for folder in [here, *here.parents]:
-            mode = folder.stat().st_mode
-            if not mode & stat.S_IXOTH and folder not in changed:
-                changed[folder] = stat.S_IMODE(mode)
-                folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+        wanted = [(here, stat.S_IROTH | stat.S_IXOTH)] + [(f, stat.S_IXOTH) for f in here.parents]
+        for folder, bits in wanted:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if mode & bits != bits and folder not in changed:
+                changed[folder] = mode
+                folder.chmod(mode | bits)
     try:
         yield
     finally:
