@@ -117,17 +117,38 @@ class Redraw:
         return True
 
 
-def wait_for_turn(stream: Any, placeholder: Any, cancel_hint: str = "") -> None:
-    """While the engine is full, show the request's place in the queue until it starts.
+def reading_message(read: int, total: int) -> str:
+    """What a student reads while the model reads their (long) prompt.
 
-    `stream` is a `GenerationStream` (or anything with `wait_started` and `queue_position`).
+    >>> reading_message(512, 4300)
+    'Reading your prompt: 512 of 4,300 tokens so far. A long prompt is read a part at a time, so that everyone else's text keeps coming too.'
     """
-    shown: int | None = None
+    return (
+        f"Reading your prompt: {read:,} of {total:,} tokens so far. A long prompt is read a part "
+        "at a time, so that everyone else's text keeps coming too."
+    )
+
+
+def wait_for_turn(stream: Any, placeholder: Any, cancel_hint: str = "") -> None:
+    """Until the request's first token: its place in the queue while the engine is full, then
+    how much of its prompt the model has read (shown only for a prompt that takes a while).
+
+    `stream` is a `GenerationStream` (or anything with `wait_started`, `queue_position` and
+    `reading`).
+    """
+    shown: Any = None
     while not stream.wait_started(0.2):
         ahead = stream.queue_position()
-        if ahead is not None and ahead != shown:
-            shown = ahead
-            placeholder.info(queue_message(ahead) + cancel_hint, icon=":material/hourglass_top:")
+        progress = stream.reading() if ahead is None else None
+        if ahead is not None:
+            message = queue_message(ahead)
+        elif progress is not None and progress[0] > 0:  # a prompt read in parts
+            message = reading_message(*progress)
+        else:
+            continue
+        if message != shown:
+            shown = message
+            placeholder.info(message + cancel_hint, icon=":material/hourglass_top:")
     if shown is not None:
         placeholder.empty()
 

@@ -128,6 +128,81 @@ def test_a_mixed_batch_gives_every_request_its_own_exact_result(loaded):
         check_against_references(loaded, prompt, settings, result)
 
 
+def test_prompts_read_in_small_parts_give_every_request_its_own_exact_result(loaded, monkeypatch):
+    """Chunked prefill: with parts of 5 tokens, every prompt but the shortest is read over
+    several passes, between the steps of the requests already running (beams included)."""
+    from llmlab.generation import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_TOKENS", 8)
+    monkeypatch.setattr(engine_module, "CHUNK_TOKENS", 5)
+    engine = engine_for(loaded)
+    passes_before = engine.stats.prefills
+    streams = []
+    for index, (prompt, settings) in enumerate(REQUESTS):
+        settings = dict(settings)
+        streams.append(
+            (prompt, settings, decoding.iter_generate(loaded, prompt, max_new_tokens=NEW_TOKENS,
+                                                      **settings))
+        )  # fmt: skip
+        if index % 2:  # the next one arrives a few steps later, into a running batch
+            streams[0][2].wait_started(30)
+            time.sleep(0.15)
+    for prompt, settings, stream in streams:
+        for _ in stream:
+            pass
+        check_against_references(loaded, prompt, settings, stream.result)
+    longest = max(len(loaded.tokenizer(p)["input_ids"]) for p, _ in REQUESTS)
+    assert longest > 5 * 4  # the longest prompt needs at least four parts of 5
+    assert engine.stats.prefills - passes_before >= len(REQUESTS) + 3
+    assert wait_until(lambda: engine.snapshot()["rows"] == 0)
+
+
+def test_a_long_prompt_is_read_in_parts_while_the_others_keep_going(loaded):
+    """A prompt of about 700 tokens (past Gemma 3's 512-token sliding window) is read a part at
+    a time: a short request that comes after it gets its tokens meanwhile, the long one shows
+    its progress, and both equal their references."""
+    from llmlab.generation import engine as engine_module
+
+    long_prompt = "The history of the town, told slowly. " + " ".join(
+        f"In year {year} the river rose and the people built a wall." for year in range(1, 60)
+    )
+    _, long_ids, _, _ = decoding.prepare_prompt(loaded, long_prompt, NEW_TOKENS)
+    assert len(long_ids) > 2 * engine_module.CHUNK_TOKENS + 100
+    long = decoding.iter_generate(loaded, long_prompt, max_new_tokens=NEW_TOKENS)
+    progress = []
+    assert wait_until(lambda: (p := long.reading()) is not None and p[0] > 0, 60)
+    progress.append(long.reading())
+    short = decoding.iter_generate(loaded, "Once upon a time", max_new_tokens=NEW_TOKENS)
+    steps_while_reading = 0
+    for _ in short:
+        now = long.reading()
+        if now is not None:
+            steps_while_reading += 1
+            progress.append(now)
+    assert steps_while_reading >= 1, "the short request waited for the whole long prompt"
+    reads = [read for read, _ in progress if read]
+    assert reads == sorted(reads) and all(total == len(long_ids) for _, total in progress)
+    assert reads[0] % engine_module.CHUNK_TOKENS == 0 and reads[-1] < len(long_ids)
+    for _ in long:
+        pass
+    assert long.reading() is None
+    check_against_references(loaded, long_prompt, {"strategy": "greedy"}, long.result)
+    check_against_references(loaded, "Once upon a time", {"strategy": "greedy"}, short.result)
+
+
+def test_a_request_stopped_while_its_prompt_is_read_frees_its_rows(smollm2):
+    engine = engine_for(smollm2)
+    long_prompt = " ".join(f"Line {i} of a long pasted text." for i in range(300))
+    stream = decoding.iter_generate(smollm2, long_prompt, max_new_tokens=5)
+    assert wait_until(lambda: (p := stream.reading()) is not None and p[0] > 0, 60)
+    stream.cancel()
+    assert stream.result.finish_reason == "stopped" and stream.result.new_ids == []
+    assert wait_until(lambda: engine.snapshot()["rows"] == 0)
+    assert engine.snapshot()["reading"] == 0
+    after = decoding.generate(smollm2, "Once upon a time", max_new_tokens=8)
+    assert after.new_ids == hf_reference(smollm2, "Once upon a time", {"strategy": "greedy"})[:8]
+
+
 def test_many_threads_at_once_each_get_the_greedy_text(smollm2):
     """A bounded stress run: 64 threads, two batches' worth with the default cap."""
     prompts = [f"Student {i} asks: what is {i} plus {i}?" for i in range(64)]
@@ -312,6 +387,9 @@ def test_a_waiting_student_sees_their_place_until_the_run_starts():
         def queue_position(self):
             return self.positions.pop(0)
 
+        def reading(self):
+            return None  # a short prompt: read in one pass, nothing to show
+
     class Placeholder:
         def __init__(self):
             self.shown = []
@@ -333,3 +411,39 @@ def test_a_waiting_student_sees_their_place_until_the_run_starts():
         " Stop cancels it.",
         "(cleared)",
     ]
+
+
+def test_a_student_sees_how_much_of_a_long_prompt_is_read():
+    from llmlab import ui
+
+    class Stream:  # queued, then read in parts, then its first token
+        positions = [0, None, None, None, None]
+        progress = [None, (0, 700), (256, 700), (256, 700), (512, 700)]
+
+        def wait_started(self, timeout):
+            return not self.positions
+
+        def queue_position(self):
+            self.now = self.progress.pop(0)
+            return self.positions.pop(0)
+
+        def reading(self):
+            return self.now
+
+    shown = []
+
+    class Placeholder:
+        def info(self, text, icon=None):
+            shown.append(text)
+
+        def empty(self):
+            shown.append("(cleared)")
+
+    ui.wait_for_turn(Stream(), Placeholder())
+    assert shown == [
+        "Waiting for the model: it is serving as many requests as it can at once; yours is next.",
+        ui.reading_message(256, 700),
+        ui.reading_message(512, 700),
+        "(cleared)",
+    ]
+    assert "256 of 700 tokens" in shown[1]

@@ -10,6 +10,8 @@ Rows come and go while the others keep going (continuous batching):
 
 * `prefill` runs new prompts once and merges their cache into the batch (the shorter side is
   padded on the left), so they take part in the very next `step`;
+* a `Reading` runs a long prompt a part at a time into a cache of its own (chunked prefill),
+  between the batch's steps, and merges it into the batch once the last part is read;
 * `select` keeps, drops or reorders rows: a finished request leaves, a beam takes its parent's
   cache. Columns that are padding in every row left are then cut away.
 
@@ -101,19 +103,14 @@ class Batch:
 
     def prefill(self, prompts: list[list[int]]) -> torch.Tensor:
         """Run new prompts (left-padded together) and add them as the last rows; their logits."""
-        from transformers import DynamicCache
-
-        width = max(len(prompt) for prompt in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        logits, cache = self._forward(ids, mask, positions, cache)
-        self._merge(cache, mask, torch.tensor([len(p) for p in prompts], dtype=torch.long))
+        reading = self.reading(prompts)
+        logits = reading.read(reading.total)
+        assert logits is not None
         return logits
+
+    def reading(self, prompts: list[list[int]]) -> Reading:
+        """New prompts to read a part at a time (`Reading.read`); they join when fully read."""
+        return Reading(self, prompts)
 
     def _merge(self, cache: Any, mask: torch.Tensor, positions: torch.Tensor) -> None:
         if self.mask is None:
@@ -160,3 +157,55 @@ class Batch:
             self.mask = self.mask[:, first:]
             for layer in self.cache.layers:
                 _fit_layer(layer, self.width)
+
+
+class Reading:
+    """Prompts being read into a cache of their own, some columns at a time (chunked prefill).
+
+    Each `read` runs the next columns of every row with the cache of the columns before, the
+    way `model.generate(prefill_chunk_size=...)` does; the last one merges the rows into the
+    batch and returns their logits. A row's numbers equal those of reading it in one pass up
+    to float rounding (the matrix products have other shapes).
+
+    Rows of different lengths are left-padded, so their first columns can be padding only;
+    such prompts are read in one pass (the engine reads several prompts only when they are
+    short). A beam search's rows are one prompt repeated, so it is read in parts like any other.
+    """
+
+    def __init__(self, batch: Batch, prompts: list[list[int]]):
+        from transformers import DynamicCache
+
+        self.batch = batch
+        width = max(len(prompt) for prompt in prompts)
+        self.ids = torch.full((len(prompts), width), batch.pad_id, dtype=torch.long)
+        self.mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            self.ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            self.mask[row, width - len(prompt) :] = 1
+        self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
+        self.lengths = torch.tensor([len(p) for p in prompts], dtype=torch.long)
+        self.in_parts = len(set(len(p) for p in prompts)) == 1
+        self.cache = DynamicCache(config=batch.model.config)
+        self.done = 0  # columns read so far
+
+    @property
+    def total(self) -> int:
+        """The prompt's length in tokens (the widest row's)."""
+        return int(self.ids.shape[1])
+
+    def read(self, columns: int) -> torch.Tensor | None:
+        """Read up to `columns` more columns (all that are left when the rows differ in
+        length); the rows' logits when that was the last of the prompt, else None."""
+        end = self.total if not self.in_parts else min(self.total, self.done + max(1, columns))
+        logits, self.cache = self.batch._forward(
+            self.ids[:, self.done : end],
+            self.mask[:, :end],
+            self.positions[:, self.done : end],
+            self.cache,
+        )
+        self.done = end
+        if end < self.total:
+            return None
+        self.batch._merge(self.cache, self.mask, self.lengths)
+        self.cache = None
+        return logits

@@ -154,6 +154,10 @@ class RunStream:
         """Wait up to `timeout` seconds for the run's first step; True when it is there."""
         return self._inner.wait_started(timeout)
 
+    def reading(self) -> tuple[int, int] | None:
+        """While the model reads the conversation: (tokens read so far, its tokens); else None."""
+        return self._inner.reading()
+
     def finish_cancelled(self) -> Any:
         """End a run that was left half-way (say, its page was left): the loop stops at its next
         step, and the result holds what was written so far, marked "stopped"."""

@@ -106,6 +106,10 @@ class GenerationStream:
     def waiting(self) -> bool:
         return self._request.state == "waiting"
 
+    def reading(self) -> tuple[int, int] | None:
+        """While the model reads the prompt: (tokens read so far, prompt tokens); else None."""
+        return self._request.progress()
+
     def wait_started(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the first step (or the end); True when it is there."""
         return self.result is not None or bool(self._seen) or self._request.wait(timeout)
