@@ -120,8 +120,8 @@ class Redraw:
 def reading_message(read: int, total: int) -> str:
     """What a student reads while the model reads their (long) prompt.
 
-    >>> reading_message(512, 4300)
-    'Reading your prompt: 512 of 4,300 tokens so far. A long prompt is read a part at a time, so that everyone else's text keeps coming too.'
+    >>> print(reading_message(512, 4300))
+    Reading your prompt: 512 of 4,300 tokens so far. A long prompt is read a part at a time, so that everyone else's text keeps coming too.
     """
     return (
         f"Reading your prompt: {read:,} of {total:,} tokens so far. A long prompt is read a part "

@@ -168,23 +168,30 @@ def test_a_long_prompt_is_read_in_parts_while_the_others_keep_going(loaded):
     )
     _, long_ids, _, _ = decoding.prepare_prompt(loaded, long_prompt, NEW_TOKENS)
     assert len(long_ids) > 2 * engine_module.CHUNK_TOKENS + 100
+    # Someone is writing already (alone, a long prompt is read in bigger parts).
+    writer = decoding.iter_generate(loaded, "Count:", max_new_tokens=300, stop_at_eos=False)
+    assert writer.wait_started(60)
     long = decoding.iter_generate(loaded, long_prompt, max_new_tokens=NEW_TOKENS)
     progress = []
     assert wait_until(lambda: (p := long.reading()) is not None and p[0] > 0, 60)
     progress.append(long.reading())
     short = decoding.iter_generate(loaded, "Once upon a time", max_new_tokens=NEW_TOKENS)
     steps_while_reading = 0
+    lanes = set()
     for _ in short:
         now = long.reading()
+        lanes.add(engine_for(loaded).snapshot()["lanes"])
         if now is not None:
             steps_while_reading += 1
             progress.append(now)
     assert steps_while_reading >= 1, "the short request waited for the whole long prompt"
+    assert max(lanes) >= 2, "the long prompt and the short one were not stepped apart"
     reads = [read for read, _ in progress if read]
     assert reads == sorted(reads) and all(total == len(long_ids) for _, total in progress)
     assert reads[0] % engine_module.CHUNK_TOKENS == 0 and reads[-1] < len(long_ids)
     for _ in long:
         pass
+    writer.cancel()
     assert long.reading() is None
     check_against_references(loaded, long_prompt, {"strategy": "greedy"}, long.result)
     check_against_references(loaded, "Once upon a time", {"strategy": "greedy"}, short.result)

@@ -267,6 +267,51 @@ def test_eight_sessions_generate_at_once_and_each_gets_the_greedy_text(browser, 
             context.close()
 
 
+@pytest.mark.browser
+def test_a_long_pasted_prompt_never_holds_another_student_still(browser, app_url, smollm2):
+    """One student pastes 19,000 characters, another asks a short question just after: the
+    long prompt is read a part at a time (its page says how far), and the short one streams
+    and finishes meanwhile, with the greedy text."""
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    result = "[data-testid='stMarkdown'] div[style*='pre-wrap'] b"
+    done = re.compile(r"\d+ tokens in [\d.]+ s")
+    short_prompt = "Once upon a time"
+    contexts, pages = [], []
+    for prompt in ("", short_prompt):
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(240_000)
+        query = urlencode({"model": MODEL, "precision": "float32", "max_new_tokens": "8",
+                           "template": "0", "prompt": prompt or "x"})  # fmt: skip
+        open_page(page, app_url, f"decoding?{query}")
+        contexts.append(context)
+        pages.append(page)
+    long_page, short_page = pages
+    try:
+        box = long_page.get_by_label("Prompt", exact=True)
+        box.fill("x" * 19_000)
+        box.press("Control+Enter")
+        wait_for_app(long_page)
+        long_page.get_by_role("button", name="Generate").click()
+        expect(long_page.get_by_text("Reading your prompt:")).to_be_visible(timeout=120_000)
+        short_page.get_by_role("button", name="Generate").click()
+        short_page.get_by_text(done).first.wait_for(timeout=300_000)
+        assert long_page.get_by_text(done).count() == 0, "the long prompt was read first"
+        shown = short_page.locator(result).first.inner_text()
+        assert shown.split() == generate(smollm2, short_prompt, max_new_tokens=8).text.split()
+        long_page.get_by_text(done).first.wait_for(timeout=300_000)
+        wait_for_app(long_page, timeout=300_000)
+        expect(long_page.get_by_text("Reading your prompt:")).to_have_count(0)
+        for page in pages:
+            no_exception(page)
+    finally:
+        for context in contexts:
+            context.close()
+
+
 # --- what if? branches and the temperature ladder -------------------------------------------
 
 

@@ -65,6 +65,23 @@ SPLIT_ROWS = 2
 # half its speed.
 PREFILL_TOKENS = 512
 CHUNK_TOKENS = 256
+# Rows of very different lengths do not share a forward pass. A batch is a rectangle as wide as
+# its longest row, so one pasted 5,000-token prompt would make every short row attend over, and
+# copy, 5,000 columns of cache at every step: for 16 students, a step went from 83 ms to 912 ms
+# (`bench/long_prompt.py`). Prompts up to LANE_TOKENS share the first *lane* (one `Batch`);
+# longer ones share a lane with those of about their length (a power of two), and every lane
+# takes its own forward pass at each step.
+LANE_TOKENS = 512
+
+
+def lane_of(tokens: int) -> int:
+    """The lane of a prompt of `tokens` tokens: 0 up to LANE_TOKENS, then one per power of two.
+
+    >>> [lane_of(n) for n in (1, 512, 513, 1024, 1025, 5000)]
+    [0, 0, 10, 10, 11, 13]
+    """
+    return 0 if tokens <= LANE_TOKENS else (tokens - 1).bit_length()
+
 
 # Model work of every engine (and of the pages' own forward passes, see `exclusive`) takes this
 # lock: on a small machine two forward passes side by side only fight over the same cores.
@@ -227,6 +244,19 @@ class Request:
 # --- the engine -------------------------------------------------------------------------------
 
 
+@dataclass(eq=False)
+class Lane:
+    """Rows of about the same length, stepped by one forward pass (see `LANE_TOKENS`)."""
+
+    batch: Batch
+    requests: list[Request] = field(default_factory=list)  # in row order
+    logits: torch.Tensor | None = None  # the last pass's, one row per row
+
+    @property
+    def rows(self) -> int:
+        return sum(request.rows for request in self.requests)
+
+
 class Backend(Protocol):
     """What `llmlab.generation.decoding` needs from whatever runs the model.
 
@@ -325,6 +355,7 @@ class Engine:
             return {
                 "running": len(self._running),
                 "reading": len(self._reading),
+                "lanes": len({lane_of(r.prompt_tokens) for r in self._running}),
                 "rows": sum(r.rows for r in [*self._reading, *self._running]),
                 "waiting": len(self._waiting),
                 "max_rows": self.max_rows,
@@ -358,7 +389,14 @@ class Engine:
         """The scheduler thread: admit, run, advance every request, drop the finished; repeat."""
         torch.set_grad_enabled(False)  # the mode is per thread
         cores = usable_cores()
-        batch = Batch(loaded.model, pad_id=_pad_id(loaded))
+        pad_id = _pad_id(loaded)
+        lanes: dict[int, Lane] = {}
+
+        def lane(key: int) -> Lane:
+            if key not in lanes:
+                lanes[key] = Lane(Batch(loaded.model, pad_id=pad_id))
+            return lanes[key]
+
         # Between forward passes the requests choose their tokens on every core: the scheduler
         # thread takes one part and helpers the others, one torch thread each.
         helpers = (
@@ -371,15 +409,23 @@ class Engine:
             else None
         )
         try:
-            self._serve_loop(batch, cores, helpers)
+            self._serve_loop(lane, lanes, cores, helpers)
         finally:
             if helpers is not None:
                 helpers.shutdown(wait=True)
 
     def _serve_loop(
-        self, batch: Batch, cores: int, helpers: concurrent.futures.Executor | None
+        self,
+        lane: Any,
+        lanes: dict[int, Lane],
+        cores: int,
+        helpers: concurrent.futures.Executor | None,
     ) -> None:
-        logits: torch.Tensor | None = None  # the last step's logits, one row per running row
+        """`lane(key)` is the lane of that key (made when first asked for); `lanes` all of them.
+
+        `self._running` lists the running requests lane by lane, so the lanes' logits put side
+        by side have one row per running row, in order.
+        """
         while True:
             with self._lock:
                 self._reading.extend(self._admit())
@@ -393,16 +439,27 @@ class Engine:
                         return
                     continue
             try:
-                joined, new_logits = self._read_prompts(batch, cores)
+                joined, new_logits, key = self._read_prompts(lane, cores)
                 if joined:
-                    logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                    target = lanes[key]
+                    target.logits = (
+                        new_logits
+                        if target.logits is None
+                        else torch.cat([target.logits, new_logits])
+                    )
+                    target.requests.extend(joined)  # their rows went last, as merged
                     with self._lock:
                         for request in joined:
                             request.state = "running"
-                        self._running.extend(joined)  # their rows went last, as merged
-                if not self._running:
+                        self._running = [r for k in sorted(lanes) for r in lanes[k].requests]
+                active = [lanes[k] for k in sorted(lanes) if lanes[k].requests]
+                if not active:
                     continue  # a long prompt is still being read, and no one else runs
-                assert logits is not None
+                logits = (
+                    active[0].logits
+                    if len(active) == 1
+                    else torch.cat([each.logits for each in active])
+                )
                 # One torch thread per share (see `configure_threads`). The count is the
                 # process's, so this holds the lock: no page's own pass runs on one thread.
                 with COMPUTE_LOCK:
@@ -411,15 +468,7 @@ class Engine:
                         tokens, order = self._advance_all(logits, helpers)
                     finally:
                         torch.set_num_threads(cores)
-                batch.select(order)
-                logits = None
-                if tokens:
-                    with COMPUTE_LOCK:
-                        torch.set_num_threads(cores)
-                        logits = batch.step(tokens)
-                    self.stats.steps += 1
-                    self.stats.rows_stepped += len(tokens)
-                    self.stats.peak_rows = max(self.stats.peak_rows, len(tokens))
+                self._step_lanes(active, tokens, order, cores)
             except Exception as error:  # noqa: BLE001 - the model failed: tell every request
                 log.exception("engine step failed for %s", self.model_name)
                 with self._lock:
@@ -427,13 +476,42 @@ class Engine:
                     self._reading = []
                 for request in failed:
                     request.state = "done"
+                    request.reading = None
                     request.post(("error", error))
-                batch.reset()
-                logits = None
+                for each in lanes.values():
+                    each.batch.reset()
+                    each.requests, each.logits = [], None
 
-    def _read_prompts(self, batch: Batch, cores: int) -> tuple[list[Request], torch.Tensor | None]:
+    def _step_lanes(
+        self, active: list[Lane], tokens: list[int], order: list[int], cores: int
+    ) -> None:
+        """Give each lane its rows of the next step (`tokens` and `order` run over every lane's
+        rows in turn, each row staying within its lane) and run its forward pass."""
+        staying = set(self._running)
+        start = done = 0
+        for each in active:
+            end = start + each.rows
+            mine = done
+            while done < len(order) and order[done] < end:
+                done += 1
+            each.batch.select([row - start for row in order[mine:done]])
+            each.requests = [r for r in each.requests if r in staying]
+            each.logits = None
+            if done > mine:
+                with COMPUTE_LOCK:
+                    torch.set_num_threads(cores)
+                    each.logits = each.batch.step(tokens[mine:done])
+                self.stats.steps += 1
+                self.stats.rows_stepped += done - mine
+            start = end
+        self.stats.peak_rows = max(self.stats.peak_rows, len(tokens))
+
+    def _read_prompts(
+        self, lane: Any, cores: int
+    ) -> tuple[list[Request], torch.Tensor | None, int]:
         """One reading pass between two steps: the requests whose prompts are now fully read
-        (their rows were added last to `batch`, in this order) and their logits.
+        (their rows were added last to their lane's batch, in this order), their logits and the
+        lane's key.
 
         Whole short prompts go first, as many as fit in `PREFILL_TOKENS`, so a student with a
         short prompt never waits behind a long one; otherwise the first long prompt reads its
@@ -461,25 +539,29 @@ class Engine:
             # No short prompt left: the first long one (the one already begun, if any).
             long = self._reading[0] if not group and self._reading else None
         if not group and long is None:
-            return [], None
+            return [], None, 0
+        key = 0 if group else lane_of(long.prompt_tokens)  # short prompts: lane 0
         with COMPUTE_LOCK:
             torch.set_num_threads(cores)
             if group:
-                logits = batch.prefill([p for r in group for p in r.stepper.prompts])
+                logits = lane(0).batch.prefill([p for r in group for p in r.stepper.prompts])
             else:
                 assert long is not None
                 if long.reading is None:
-                    long.reading = batch.reading(long.stepper.prompts)
-                logits = long.reading.read(max(1, CHUNK_TOKENS // long.rows))
+                    long.reading = lane(key).batch.reading(long.stepper.prompts)
+                # With no one else writing there is no one to keep waiting: bigger parts (fewer
+                # passes), still parts, so that a request arriving meanwhile is read soon.
+                part = CHUNK_TOKENS if self._running else 4 * CHUNK_TOKENS
+                logits = long.reading.read(max(1, part // long.rows))
         self.stats.prefills += 1
         if logits is None:
-            return [], None  # more of the long prompt is left
+            return [], None, key  # more of the long prompt is left
         joined = group or [long]
         with self._lock:
             for request in joined:
                 self._reading.remove(request)
                 request.reading = None
-        return joined, logits
+        return joined, logits, key
 
     def _advance_all(
         self, logits: torch.Tensor, helpers: concurrent.futures.Executor | None = None
