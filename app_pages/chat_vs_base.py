@@ -327,7 +327,7 @@ def _stream_into(column, title: str, stream) -> dict | None:
                 st.write_stream(stream)
             result = stream.result
             caption = (
-                f"{len(result.new_ids)} tokens in {result.seconds:.1f} s · stopped because "
+                f"{ui.timing(len(result.new_ids), result.seconds)} · stopped because "
                 f"{REASONS.get(result.finish_reason, result.finish_reason)}"
             )
             st.caption(caption)

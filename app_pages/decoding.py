@@ -670,9 +670,7 @@ def show_text(result) -> None:
         f"</span><b>{ui.escape(result.text)}</b></div>",
         unsafe_allow_html=True,
     )
-    st.caption(
-        f"{len(result.new_ids)} tokens in {result.seconds:.1f} s · {FINISH[result.finish_reason]}"
-    )
+    st.caption(f"{ui.timing(len(result.new_ids), result.seconds)} · {FINISH[result.finish_reason]}")
     for notice in result.notices:
         st.info(notice)
 

@@ -1,8 +1,12 @@
 """One student pastes a long prompt while the class is generating: how long the others stall.
 
 N students are writing (greedy, short prompts); then one more request arrives with a prompt of
-about 5,000 tokens. Read in one pass, that prompt holds every other row still until it is done;
-read `CHUNK_TOKENS` at a time (the engine's default), the others' steps go on between the parts.
+about 5,000 tokens. Two ways, in one run:
+
+* **in parts, own lane** (the engine's default): the prompt is read `CHUNK_TOKENS` at a time,
+  the others' steps going on between the parts, and it then writes in a lane of its own;
+* **in one pass, shared lane**: the prompt is read at once, holding every other row still, and
+  then shares the others' batch, so every row attends over a cache 5,000 columns wide.
 The table gives, for the N running students, the longest pause between two of their tokens and
 their median gap while the long prompt is read, and when the long prompt's first token came,
 both ways in one run.

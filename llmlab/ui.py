@@ -117,6 +117,19 @@ class Redraw:
         return True
 
 
+def timing(tokens: int, seconds: float) -> str:
+    """How long a run took, and its speed (from the unrounded time).
+
+    >>> timing(16, 0.78)
+    '16 tokens in 0.8 s (20.5 tokens a second)'
+    >>> timing(1, 0.0)
+    '1 token in 0.0 s'
+    """
+    words = "token" if tokens == 1 else "tokens"
+    said = f"{tokens} {words} in {seconds:.1f} s"
+    return f"{said} ({tokens / seconds:.1f} tokens a second)" if seconds > 0 else said
+
+
 def reading_message(read: int, total: int) -> str:
     """What a student reads while the model reads their (long) prompt.
 
