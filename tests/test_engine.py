@@ -301,6 +301,31 @@ def test_a_bad_request_never_disturbs_the_batch(smollm2):
     assert good.result.new_ids == hf_reference(smollm2, prompt, {"strategy": "greedy"})
 
 
+def test_a_prompt_that_cannot_be_read_fails_alone(smollm2, monkeypatch):
+    """Reading a prompt fails (say, no memory for its cache): that request gets the error,
+    and the one already writing goes on to its exact text."""
+    from llmlab.generation.batch import Reading
+
+    read = Reading.read
+
+    def failing(self, columns):
+        if self.total > 1000:
+            raise MemoryError("no room for this prompt's cache")
+        return read(self, columns)
+
+    monkeypatch.setattr(Reading, "read", failing)
+    prompt = "The three primary colours are"
+    good = decoding.iter_generate(smollm2, prompt, max_new_tokens=NEW_TOKENS)
+    assert good.wait_started(30)
+    long_prompt = " ".join(f"Line {i} of a long pasted text." for i in range(300))
+    with pytest.raises(MemoryError, match="no room"):
+        decoding.generate(smollm2, long_prompt, max_new_tokens=4)
+    for _ in good:
+        pass
+    assert good.result.new_ids == hf_reference(smollm2, prompt, {"strategy": "greedy"})
+    assert wait_until(lambda: engine_for(smollm2).snapshot()["rows"] == 0)
+
+
 def test_past_the_cap_requests_wait_in_order_and_can_leave_the_queue(smollm2):
     engine = engine_for(smollm2)
     saved = engine.max_rows

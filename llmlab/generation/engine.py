@@ -541,27 +541,40 @@ class Engine:
         if not group and long is None:
             return [], None, 0
         key = 0 if group else lane_of(long.prompt_tokens)  # short prompts: lane 0
-        with COMPUTE_LOCK:
-            torch.set_num_threads(cores)
-            if group:
-                logits = lane(0).batch.prefill([p for r in group for p in r.stepper.prompts])
-            else:
-                assert long is not None
-                if long.reading is None:
-                    long.reading = lane(key).batch.reading(long.stepper.prompts)
-                # With no one else writing there is no one to keep waiting: bigger parts (fewer
-                # passes), still parts, so that a request arriving meanwhile is read soon.
-                part = CHUNK_TOKENS if self._running else 4 * CHUNK_TOKENS
-                logits = long.reading.read(max(1, part // long.rows))
+        reading = group or [long]
+        try:
+            with COMPUTE_LOCK:
+                torch.set_num_threads(cores)
+                if group:
+                    logits = lane(0).batch.prefill([p for r in group for p in r.stepper.prompts])
+                else:
+                    assert long is not None
+                    if long.reading is None:
+                        long.reading = lane(key).batch.reading(long.stepper.prompts)
+                    # With no one else writing there is no one to keep waiting: bigger parts
+                    # (fewer passes), still parts, so that a request arriving meanwhile is read
+                    # soon.
+                    part = CHUNK_TOKENS if self._running else 4 * CHUNK_TOKENS
+                    logits = long.reading.read(max(1, part // long.rows))
+        except Exception as error:  # noqa: BLE001 - say, no memory for this prompt's cache
+            # Prompts are read into a cache of their own, merged only once read: the batch is
+            # untouched, so only these requests fail.
+            log.exception("reading a prompt failed for %s", self.model_name)
+            with self._lock:
+                for request in reading:
+                    self._reading.remove(request)
+                    request.state = "done"
+                    request.reading = None
+                    request.post(("error", error))
+            return [], None, key
         self.stats.prefills += 1
         if logits is None:
             return [], None, key  # more of the long prompt is left
-        joined = group or [long]
         with self._lock:
-            for request in joined:
+            for request in reading:
                 self._reading.remove(request)
                 request.reading = None
-        return joined, logits, key
+        return reading, logits, key
 
     def _advance_all(
         self, logits: torch.Tensor, helpers: concurrent.futures.Executor | None = None
