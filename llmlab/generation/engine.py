@@ -9,6 +9,8 @@ way), so the engine runs every active request of a model in the same forward pas
 * a new request's prompt is run once (its "prefill") and it joins the batch at the next step;
   a long prompt is read `CHUNK_TOKENS` at a time between the batch's steps (chunked prefill),
   so one student's pasted essay never holds the whole class's text still;
+* rows of very different lengths write in separate lanes (`LANE_TOKENS`), so short rows never
+  pay for a long one's cache;
 * a request that finishes, is stopped or is left leaves at once, and its row is freed;
 * past `LLMLAB_MAX_BATCH` rows, requests wait first in, first out, and each knows its place.
 
@@ -340,7 +342,8 @@ class Engine:
             thread.join(timeout)
 
     def queue_position(self, request: Request) -> int | None:
-        """How many requests wait ahead of this one; None once it runs (or is done)."""
+        """How many requests wait ahead of this one; None once it is taken in (its prompt is
+        being read, or it runs, or it is done)."""
         with self._lock:
             ahead = 0
             for waiting in self._waiting:
