@@ -355,6 +355,39 @@ def test_past_the_cap_requests_wait_in_order_and_can_leave_the_queue(smollm2):
     assert wait_until(lambda: engine.snapshot() == {**engine.snapshot(), "rows": 0, "waiting": 0})
 
 
+def test_past_the_token_cap_a_long_request_waits_its_turn(smollm2):
+    """Memory: the cache a request can take is counted (rows x (prompt + new tokens)); past
+    LLMLAB_MAX_BATCH_TOKENS the next request waits, then runs to its exact text."""
+    engine = engine_for(smollm2)
+    saved = engine.max_tokens
+    long_prompt = " ".join(f"Line {i} of a long pasted text." for i in range(40))
+    first = decoding.iter_generate(smollm2, "Story:", max_new_tokens=60, stop_at_eos=False)
+    assert first.wait_started(30)
+    held = engine.snapshot()["tokens"]
+    assert held == len(smollm2.tokenizer("Story:")["input_ids"]) + 60
+    engine.max_tokens = held + 100  # room for the first, not for a long prompt beside it
+    try:
+        second = decoding.iter_generate(smollm2, long_prompt, max_new_tokens=5)
+        assert second.queue_position() == 0 and not second.wait_started(0.3)
+        for _ in first:
+            pass
+        for _ in second:
+            pass
+    finally:
+        engine.max_tokens = saved
+    expected = hf_reference(smollm2, long_prompt, {"strategy": "greedy"})[:5]
+    assert second.result.new_ids == expected
+
+
+def test_max_tokens_from_env_names_the_variable():
+    from llmlab.generation.engine import max_tokens_from_env
+
+    for bad in ("0", "-5", "lots"):
+        with pytest.raises(ValueError, match="LLMLAB_MAX_BATCH_TOKENS"):
+            max_tokens_from_env({"LLMLAB_MAX_BATCH_TOKENS": bad})
+    assert Engine(max_tokens=300).max_tokens == 300
+
+
 def test_a_new_run_of_the_same_page_cancels_the_earlier_one_only(smollm2):
     with owned_by(("session-a", "decoding")):
         first = decoding.iter_generate(smollm2, "One:", max_new_tokens=100, stop_at_eos=False)

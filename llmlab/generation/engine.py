@@ -57,6 +57,12 @@ from llmlab.generation.steppers import advance_together, steps_alone
 log = logging.getLogger("llmlab.engine")
 
 DEFAULT_MAX_BATCH = 32
+# The most tokens one engine keeps in its cache at once, counting each request as its rows times
+# (prompt + new tokens): the memory a class can make it take. 65,536 tokens of SmolLM2's cache
+# are 3.0 GB in float32 (46 KB a token; bfloat16 half that; Gemma 3 needs far less, since most
+# of its layers keep only the last 511 positions). A class of 32 with short prompts uses under
+# 20,000; 32 pasted essays of 5,000 tokens would need 160,000, so some of them wait their turn.
+DEFAULT_MAX_TOKENS = 65_536
 IDLE_SECONDS = 5.0
 # The fewest rows of one group the cores choose for as one share (see `_shares`).
 SPLIT_ROWS = 2
@@ -90,6 +96,21 @@ def lane_of(tokens: int) -> int:
 COMPUTE_LOCK = threading.RLock()
 
 
+def _whole_number(environ: dict[str, str] | None, name: str, default: int, what: str) -> int:
+    text = (os.environ if environ is None else environ).get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"{name}={text!r} is not allowed: use a whole number of at least 1 ({what})."
+        )
+    return value
+
+
 def max_batch_from_env(environ: dict[str, str] | None = None) -> int:
     """`LLMLAB_MAX_BATCH`: how many rows one engine steps at once (unset: the default).
 
@@ -98,19 +119,22 @@ def max_batch_from_env(environ: dict[str, str] | None = None) -> int:
     >>> max_batch_from_env({})
     32
     """
-    text = (os.environ if environ is None else environ).get("LLMLAB_MAX_BATCH", "").strip()
-    if not text:
-        return DEFAULT_MAX_BATCH
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(
-            f"LLMLAB_MAX_BATCH={text!r} is not allowed: use a whole number of at least 1 (how "
-            "many rows the model runs at once)."
-        )
-    return value
+    return _whole_number(
+        environ, "LLMLAB_MAX_BATCH", DEFAULT_MAX_BATCH, "how many rows the model runs at once"
+    )
+
+
+def max_tokens_from_env(environ: dict[str, str] | None = None) -> int:
+    """`LLMLAB_MAX_BATCH_TOKENS`: how many tokens one engine's requests may hold in its cache
+    (rows x (prompt + new tokens), summed; unset: the default).
+
+    >>> max_tokens_from_env({"LLMLAB_MAX_BATCH_TOKENS": "20000"}), max_tokens_from_env({})
+    (20000, 65536)
+    """
+    return _whole_number(
+        environ, "LLMLAB_MAX_BATCH_TOKENS", DEFAULT_MAX_TOKENS,
+        "how many tokens the model's running requests may hold at once",
+    )  # fmt: skip
 
 
 _threads_configured = False
@@ -209,6 +233,13 @@ class Request:
     def prompt_tokens(self) -> int:
         return max(len(prompt) for prompt in self.stepper.prompts)
 
+    @property
+    def tokens(self) -> int:
+        """The most cache it can take: rows x (prompt + new tokens)."""
+        stepper = self.stepper
+        longest = getattr(stepper, "max_length", None) or self.prompt_tokens + stepper.budget
+        return self.rows * longest
+
     def progress(self) -> tuple[int, int] | None:
         """While the prompt is being read: (tokens read, prompt tokens); else None."""
         if self.state != "reading":
@@ -289,10 +320,13 @@ class EngineStats:
 class Engine:
     """Continuous batching for one loaded model; shared by every session of the server."""
 
-    def __init__(self, model_name: str = "", max_rows: int | None = None):
+    def __init__(
+        self, model_name: str = "", max_rows: int | None = None, max_tokens: int | None = None
+    ):
         configure_threads()
         self.model_name = model_name
         self.max_rows = max_rows if max_rows is not None else max_batch_from_env()
+        self.max_tokens = max_tokens if max_tokens is not None else max_tokens_from_env()
         self._lock = threading.Condition()
         self._waiting: deque[Request] = deque()
         self._reading: list[Request] = []  # admitted, their prompts not fully read yet
@@ -362,6 +396,8 @@ class Engine:
                 "rows": sum(r.rows for r in [*self._reading, *self._running]),
                 "waiting": len(self._waiting),
                 "max_rows": self.max_rows,
+                "tokens": sum(r.tokens for r in [*self._reading, *self._running]),
+                "max_tokens": self.max_tokens,
             }
 
     # -- the scheduler: decides who joins and who leaves
@@ -369,23 +405,28 @@ class Engine:
     def _admit(self) -> list[Request]:
         """Take waiting requests, first in first out, while their rows fit (call with the lock).
 
-        A request larger than the whole batch (a beam search wider than LLMLAB_MAX_BATCH) runs
-        once nothing else does, so it is never starved.
+        Rows are capped by LLMLAB_MAX_BATCH and cache by LLMLAB_MAX_BATCH_TOKENS. A request
+        larger than either (a beam search wider than the batch) runs once nothing else does, so
+        it is never starved.
         """
         admitted: list[Request] = []
-        used = sum(r.rows for r in [*self._reading, *self._running])
+        taken = [*self._reading, *self._running]
+        used = sum(r.rows for r in taken)
+        held = sum(r.tokens for r in taken)
         for request in [r for r in self._waiting if r.cancelled]:  # left the queue: gone at once
             self._waiting.remove(request)
             request.state = "done"
             request.post(("done", None))
         while self._waiting:
             head = self._waiting[0]
-            if used + head.rows > self.max_rows and (used or admitted):
+            too_many = used + head.rows > self.max_rows or held + head.tokens > self.max_tokens
+            if too_many and (used or admitted):
                 break
             self._waiting.popleft()
             head.state = "reading"
             admitted.append(head)
             used += head.rows
+            held += head.tokens
         return admitted
 
     def _serve(self, loaded: Any) -> None:
