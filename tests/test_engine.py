@@ -326,6 +326,35 @@ def test_a_prompt_that_cannot_be_read_fails_alone(smollm2, monkeypatch):
     assert wait_until(lambda: engine_for(smollm2).snapshot()["rows"] == 0)
 
 
+def test_a_merge_that_fails_leaves_the_batch_as_it_was(gemma, monkeypatch):
+    """Rows join by merging their cache into the batch's; if that fails half-way (no memory
+    for the larger cache), the batch's rows go on exactly as if nothing had been tried."""
+    from llmlab.generation import batch as batch_module
+
+    ids = [gemma.tokenizer(t)["input_ids"] for t in ("Once upon a time", "Water boils at")]
+    expected = batch_module.Batch(gemma.model)
+    expected.prefill(ids)
+    reference = expected.step([100, 200])
+
+    batch = batch_module.Batch(gemma.model)
+    batch.prefill(ids)
+    fitted, calls = batch_module._fitted, []
+
+    def failing(layer, width):
+        calls.append(width)
+        if len(calls) > 5:  # a few layers in
+            raise MemoryError("no room for the larger cache")
+        return fitted(layer, width)
+
+    monkeypatch.setattr(batch_module, "_fitted", failing)
+    longer = gemma.tokenizer("A prompt a good deal longer than the two before it")["input_ids"]
+    with pytest.raises(MemoryError):
+        batch.prefill([longer])
+    monkeypatch.setattr(batch_module, "_fitted", fitted)
+    assert batch.size == 2 and batch.width == max(len(i) for i in ids)
+    assert torch.equal(batch.step([100, 200]), reference)
+
+
 def test_past_the_cap_requests_wait_in_order_and_can_leave_the_queue(smollm2):
     engine = engine_for(smollm2)
     saved = engine.max_rows

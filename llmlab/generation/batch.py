@@ -47,23 +47,26 @@ def _is_sliding(layer: Any) -> bool:
     return bool(getattr(layer, "is_sliding", False))
 
 
-def _fit_layer(layer: Any, width: int) -> None:
-    """Make one cache layer hold a batch whose mask is `width` columns wide.
+def _fitted(layer: Any, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cache layer's keys and values as a batch whose mask is `width` columns wide holds
+    them (the layer itself is left as it is).
 
     A full layer keeps one entry per column. A sliding-window layer keeps only the last
     ``sliding_window - 1`` of them and counts the columns in `cumulative_length`.
     """
-    keep = width
+    keep = min(width, layer.sliding_window - 1) if _is_sliding(layer) else width
+    keys, values = layer.keys, layer.values
+    held = keys.shape[-2]
+    if held < keep:
+        return _pad_left(keys, keep - held, dim=-2), _pad_left(values, keep - held, dim=-2)
+    return keys[:, :, held - keep :], values[:, :, held - keep :]
+
+
+def _fit_layer(layer: Any, width: int) -> None:
+    """Make one cache layer hold a batch whose mask is `width` columns wide (see `_fitted`)."""
+    layer.keys, layer.values = _fitted(layer, width)
     if _is_sliding(layer):
         layer.cumulative_length = width
-        keep = min(width, layer.sliding_window - 1)
-    held = layer.keys.shape[-2]
-    if held < keep:
-        layer.keys = _pad_left(layer.keys, keep - held, dim=-2)
-        layer.values = _pad_left(layer.values, keep - held, dim=-2)
-    elif held > keep:
-        layer.keys = layer.keys[:, :, held - keep :]
-        layer.values = layer.values[:, :, held - keep :]
 
 
 class Batch:
@@ -113,19 +116,29 @@ class Batch:
         return Reading(self, prompts)
 
     def _merge(self, cache: Any, mask: torch.Tensor, positions: torch.Tensor) -> None:
+        """Add rows read into `cache` as the last rows. Everything is built first and taken at
+        the end, so a merge that fails (no memory for the larger cache) leaves the batch as it
+        was."""
         if self.mask is None:
             self.cache, self.mask, self.positions = cache, mask, positions
             return
         width = max(self.width, int(mask.shape[1]))
+        merged = []
         for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
-            _fit_layer(mine, width)
-            _fit_layer(theirs, width)
-            mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
-            mine.values = torch.cat([mine.values, theirs.values], dim=0)
-        self.mask = torch.cat(
+            (my_keys, my_values), (their_keys, their_values) = (
+                _fitted(mine, width),
+                _fitted(theirs, width),
+            )
+            merged.append((torch.cat([my_keys, their_keys]), torch.cat([my_values, their_values])))
+        new_mask = torch.cat(
             [_pad_left(self.mask, width - self.width, 1), _pad_left(mask, width - mask.shape[1], 1)]
         )
-        self.positions = torch.cat([self.positions, positions])
+        new_positions = torch.cat([self.positions, positions])
+        for layer, (keys, values) in zip(self.cache.layers, merged, strict=True):
+            layer.keys, layer.values = keys, values
+            if _is_sliding(layer):
+                layer.cumulative_length = width
+        self.mask, self.positions = new_mask, new_positions
 
     def step(self, tokens: list[int]) -> torch.Tensor:
         """Feed one token per row (in row order); the next logits, (rows, vocab) float32."""
