@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from llmlab import assets, lab_mode, registry, ui
+from llmlab.generation import engine
 
 ui.page_intro(
     "LLM Lab",
@@ -68,6 +69,19 @@ for spec in registry.MODELS.values():
     )
 # Static tables: they wrap instead of scrolling sideways, so a projected page shows every column.
 st.table(pd.DataFrame(rows), hide_index=True)
+
+st.subheader("Right now on this server")
+load = engine.load_rows()
+if load:
+    st.caption(
+        "Every student's requests for a model go to that model's engine, which writes for all "
+        "of them at once. Past the rows or cache it may hold, requests wait in line, and each "
+        "student sees their place (`LLMLAB_MAX_BATCH`, `LLMLAB_MAX_BATCH_TOKENS`). Reload the "
+        "page to refresh."
+    )
+    st.table(pd.DataFrame(load), hide_index=True)
+else:
+    st.caption("No model has written anything yet since the server started.")
 
 st.subheader("Offline packs")
 st.caption(

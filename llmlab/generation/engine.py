@@ -838,3 +838,22 @@ def engines() -> list[Engine]:
     """The engines alive now (for the Home page)."""
     with _engines_lock:
         return list(_engines.values())
+
+
+def load_rows() -> list[dict[str, Any]]:
+    """What each loaded model's engine is doing right now, one row per model and precision
+    (the Home page's table; a teacher sees how busy the server is)."""
+    rows = []
+    for engine in sorted(engines(), key=lambda e: e.model_name):
+        now = engine.snapshot()
+        rows.append(
+            {
+                "model": engine.model_name,
+                "writing": now["running"],
+                "reading a prompt": now["reading"],
+                "waiting": now["waiting"],
+                "rows in use": f"{now['rows']} of {now['max_rows']}",
+                "cache held (tokens)": f"{now['tokens']:,} of {now['max_tokens']:,}",
+            }
+        )
+    return rows
