@@ -162,16 +162,24 @@ def test_without_pip_the_page_says_how_to_fetch_instead_of_offering_buttons(
 
 
 def test_home_shows_what_each_model_is_writing_right_now(smollm2):
+    from llmlab import models
     from llmlab.generation import decoding
     from llmlab.generation.engine import engine_for
 
+    # A second copy of the same model and precision (as when a model is loaded again while an
+    # earlier copy still finishes a request) has an engine of its own: one row for both.
+    twin = models.load("smollm2-135m-instruct")
+    assert twin.model is not smollm2.model
+    name = engine_for(smollm2).model_name
+    assert engine_for(twin).model_name == name and engine_for(twin) is not engine_for(smollm2)
     stream = decoding.iter_generate(smollm2, "Tell me a story.", max_new_tokens=300,
                                     stop_at_eos=False)  # fmt: skip
     try:
         assert stream.wait_started(60)
         at = _home()
         load = next(t.value for t in at.table if "writing" in t.value.columns)
-        mine = load.set_index("model").loc[engine_for(smollm2).model_name]
+        assert list(load["model"]).count(name) == 1
+        mine = load.set_index("model").loc[name]
         assert mine["writing"] >= 1 and mine["waiting"] == 0
         assert mine["rows in use"].endswith(f"of {engine_for(smollm2).max_rows}")
         assert "Right now on this server" in [h.value for h in at.subheader]

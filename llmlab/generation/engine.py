@@ -842,18 +842,25 @@ def engines() -> list[Engine]:
 
 def load_rows() -> list[dict[str, Any]]:
     """What each loaded model's engine is doing right now, one row per model and precision
-    (the Home page's table; a teacher sees how busy the server is)."""
-    rows = []
-    for engine in sorted(engines(), key=lambda e: e.model_name):
+    (the Home page's table; a teacher sees how busy the server is).
+
+    A model loaded again while an earlier copy still finishes a request (it left the model
+    cache, or a test loaded its own) has two engines for a while: they count as one row.
+    """
+    totals: dict[str, dict[str, int]] = {}
+    for engine in engines():
         now = engine.snapshot()
-        rows.append(
-            {
-                "model": engine.model_name,
-                "writing": now["running"],
-                "reading a prompt": now["reading"],
-                "waiting": now["waiting"],
-                "rows in use": f"{now['rows']} of {now['max_rows']}",
-                "cache held (tokens)": f"{now['tokens']:,} of {now['max_tokens']:,}",
-            }
-        )
-    return rows
+        total = totals.setdefault(engine.model_name, dict.fromkeys(now, 0))
+        for key, value in now.items():
+            total[key] = max(total[key], value) if key.startswith("max_") else total[key] + value
+    return [
+        {
+            "model": name,
+            "writing": now["running"],
+            "reading a prompt": now["reading"],
+            "waiting": now["waiting"],
+            "rows in use": f"{now['rows']} of {now['max_rows']}",
+            "cache held (tokens)": f"{now['tokens']:,} of {now['max_tokens']:,}",
+        }
+        for name, now in sorted(totals.items())
+    ]
