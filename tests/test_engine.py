@@ -105,9 +105,9 @@ def check_against_references(loaded, prompt, settings, result) -> None:
             assert a.kept == b.kept
 
 
-def test_a_mixed_batch_gives_every_request_its_own_exact_result(loaded):
-    """Requests arrive while others run: every one equals its reference."""
-    engine = engine_for(loaded)
+def arrive_in_turn(loaded) -> list:
+    """Start every request of REQUESTS, every other one a few steps later, into a running
+    batch: (prompt, settings, stream) each."""
     streams = []
     for index, (prompt, settings) in enumerate(REQUESTS):
         settings = dict(settings)
@@ -115,9 +115,16 @@ def test_a_mixed_batch_gives_every_request_its_own_exact_result(loaded):
             (prompt, settings, decoding.iter_generate(loaded, prompt, max_new_tokens=NEW_TOKENS,
                                                       **settings))
         )  # fmt: skip
-        if index % 2:  # the next one arrives a few steps later, into a running batch
+        if index % 2:
             streams[0][2].wait_started(30)
             time.sleep(0.15)
+    return streams
+
+
+def test_a_mixed_batch_gives_every_request_its_own_exact_result(loaded):
+    """Requests arrive while others run: every one equals its reference."""
+    engine = engine_for(loaded)
+    streams = arrive_in_turn(loaded)
     results = []
     for prompt, settings, stream in streams:
         for _ in stream:
@@ -137,16 +144,7 @@ def test_prompts_read_in_small_parts_give_every_request_its_own_exact_result(loa
     monkeypatch.setattr(engine_module, "CHUNK_TOKENS", 5)
     engine = engine_for(loaded)
     passes_before = engine.stats.prefills
-    streams = []
-    for index, (prompt, settings) in enumerate(REQUESTS):
-        settings = dict(settings)
-        streams.append(
-            (prompt, settings, decoding.iter_generate(loaded, prompt, max_new_tokens=NEW_TOKENS,
-                                                      **settings))
-        )  # fmt: skip
-        if index % 2:  # the next one arrives a few steps later, into a running batch
-            streams[0][2].wait_started(30)
-            time.sleep(0.15)
+    streams = arrive_in_turn(loaded)
     for prompt, settings, stream in streams:
         for _ in stream:
             pass
