@@ -10,6 +10,11 @@ the first compiled run took, and whether the greedy tokens equal the eager ones.
 
     .venv/bin/python bench/compile_step.py
     .venv/bin/python bench/compile_step.py --models gemma-3-270m --ns 1 16
+    .venv/bin/python bench/compile_step.py --static     # one row in a static cache instead
+
+`--static` measures the one case where compiling is known to pay: a single row whose keys and
+values live in transformers' `StaticCache` (fixed shapes, so one graph serves every step),
+against the engine's eager step of the same row.
 """
 
 from __future__ import annotations
@@ -45,6 +50,61 @@ def greedy_steps(model, tokenizer, n: int, steps: int, shift: int = 0) -> tuple[
     return tokens, times
 
 
+def static_steps(model, tokenizer, steps: int, forward, length: int) -> tuple[list, list[float]]:
+    """Greedy tokens of one row in a `StaticCache` of `length` positions, and each decode
+    step's milliseconds; the prompt is read eagerly, each step through `forward`."""
+    from transformers import StaticCache
+
+    prompt = tokenizer(PROMPTS[0])["input_ids"]
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    logits = model(
+        input_ids=torch.tensor([prompt]),
+        past_key_values=cache,
+        cache_position=torch.arange(len(prompt)),
+        use_cache=True,
+        logits_to_keep=1,
+    ).logits[:, -1, :]
+    tokens, times = [], []
+    for step in range(steps):
+        chosen = int(torch.argmax(logits.float(), dim=-1))
+        tokens.append([chosen])
+        where = len(prompt) + step
+        started = time.perf_counter()
+        logits = forward(
+            input_ids=torch.tensor([[chosen]]),
+            position_ids=torch.tensor([[where]]),
+            cache_position=torch.tensor([where]),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        times.append((time.perf_counter() - started) * 1e3)
+    return tokens, times
+
+
+def static_table(args) -> None:
+    print(
+        "| model | eager step, DynamicCache (ms) | compiled, first run (s) | "
+        "compiled step, StaticCache (ms) | compiled / eager | same tokens |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        loaded = models.load(name, dtype=args.dtype)
+        model, tokenizer = loaded.model, loaded.tokenizer
+        greedy_steps(model, tokenizer, 1, 2)  # warm up the eager kernels
+        eager_tokens, eager_times = greedy_steps(model, tokenizer, 1, args.steps)
+        compiled = torch.compile(model)
+        started = time.perf_counter()
+        static_steps(model, tokenizer, args.steps, compiled, args.length)
+        cold = time.perf_counter() - started
+        tokens, times = static_steps(model, tokenizer, args.steps, compiled, args.length)
+        eager_ms, compiled_ms = statistics.median(eager_times), statistics.median(times)
+        print(
+            f"| {name} | {eager_ms:.1f} | {cold:.1f} | {compiled_ms:.1f} | "
+            f"{compiled_ms / eager_ms:.2f}x | {tokens == eager_tokens} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct"])
@@ -52,10 +112,15 @@ def main() -> None:
     parser.add_argument("--ns", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--threads", type=int, default=usable_cores())
+    parser.add_argument("--static", action="store_true", help="one row in a StaticCache")
+    parser.add_argument("--length", type=int, default=256, help="the StaticCache's positions")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     torch.set_num_threads(args.threads)
     print(f"{args.dtype}, {args.steps} decode steps, {args.threads} threads\n")
+    if args.static:
+        static_table(args)
+        return
     print(
         "| model | N | eager ms/step | compiled, first run (s) | compiled ms/step | "
         "compiled / eager | new shapes: first run (s) | same tokens |"
