@@ -50,6 +50,12 @@ def greedy_steps(model, tokenizer, n: int, steps: int, shift: int = 0) -> tuple[
     return tokens, times
 
 
+def eager_baseline(model, tokenizer, n: int, steps: int) -> tuple[list, list[float]]:
+    """`greedy_steps` on the eager model, after two steps that warm up its kernels."""
+    greedy_steps(model, tokenizer, n, 2)
+    return greedy_steps(model, tokenizer, n, steps)
+
+
 def static_steps(model, tokenizer, steps: int, forward, length: int) -> tuple[list, list[float]]:
     """Greedy tokens of one row in a `StaticCache` of `length` positions, and each decode
     step's milliseconds; the prompt is read eagerly, each step through `forward`."""
@@ -91,8 +97,7 @@ def static_table(args) -> None:
     for name in args.models:
         loaded = models.load(name, dtype=args.dtype)
         model, tokenizer = loaded.model, loaded.tokenizer
-        greedy_steps(model, tokenizer, 1, 2)  # warm up the eager kernels
-        eager_tokens, eager_times = greedy_steps(model, tokenizer, 1, args.steps)
+        eager_tokens, eager_times = eager_baseline(model, tokenizer, 1, args.steps)
         compiled = torch.compile(model)
         started = time.perf_counter()
         static_steps(model, tokenizer, args.steps, compiled, args.length)
@@ -130,8 +135,9 @@ def main() -> None:
         loaded = models.load(name, dtype=args.dtype)
         compiled = torch.compile(loaded.model, dynamic=True)
         for n in args.ns:
-            greedy_steps(loaded.model, loaded.tokenizer, n, 2)  # warm up the eager kernels
-            eager_tokens, eager_times = greedy_steps(loaded.model, loaded.tokenizer, n, args.steps)
+            eager_tokens, eager_times = eager_baseline(
+                loaded.model, loaded.tokenizer, n, args.steps
+            )
             started = time.perf_counter()
             greedy_steps(compiled, loaded.tokenizer, n, args.steps)
             cold = time.perf_counter() - started
