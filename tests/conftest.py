@@ -26,6 +26,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The compiled decode step takes a minute to build: only tests/test_compiled.py turns it on.
+os.environ["LLMLAB_COMPILE"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

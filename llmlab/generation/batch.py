@@ -72,12 +72,17 @@ def _fit_layer(layer: Any, width: int) -> None:
 class Batch:
     """One KV cache, attention mask and position counter for every row the engine runs."""
 
-    def __init__(self, model: Any, pad_id: int = 0):
+    def __init__(self, model: Any, pad_id: int = 0, solo: Any = None):
         self.model = model
         self.pad_id = pad_id  # any valid id: padded positions are masked out
         self.cache: Any = None
         self.mask: torch.Tensor | None = None  # (rows, width) long
         self.positions: torch.Tensor | None = None  # (rows,) the position of each row's next token
+        # A lone row steps through the compiled step (`llmlab.generation.compiled`) when one is
+        # ready: its keys and values then live in `slot`, and `cache` holds none of them.
+        self.solo = solo
+        self.slot: Any = None
+        self.compiled_steps = 0
 
     @property
     def size(self) -> int:
@@ -88,7 +93,46 @@ class Batch:
         return 0 if self.mask is None else int(self.mask.shape[1])
 
     def reset(self) -> None:
+        if self.slot is not None:
+            self.solo.release(self.slot)
+            self.slot = None
         self.cache = self.mask = self.positions = None
+
+    def _enter_slot(self) -> bool:
+        """Move a lone row's keys and values into a free slot of the compiled step; True when
+        the row is (now) in one."""
+        if self.slot is not None:
+            if self.width < self.slot.length:
+                return True
+            self._leave_slot()  # the slot is full: on in the batch's own cache
+            return False
+        if self.solo is None or self.size != 1 or not self.solo.ready:
+            return False
+        assert self.mask is not None
+        if not bool(self.mask.all()):
+            return False
+        slot = self.solo.acquire(self.width)
+        if slot is None:
+            return False
+        width = self.width
+        for mine, theirs in zip(self.cache.layers, slot.cache.layers, strict=True):
+            theirs.keys[:, :, :width].copy_(mine.keys)
+            theirs.values[:, :, :width].copy_(mine.values)
+            theirs.cumulative_length.fill_(width)  # where the next token's keys are written
+            mine.keys, mine.values = mine.keys[:, :, :0].clone(), mine.values[:, :, :0].clone()
+        self.slot = slot
+        return True
+
+    def _leave_slot(self) -> None:
+        """Move the row's keys and values back from its slot into the batch's own cache."""
+        if self.slot is None:
+            return
+        width = self.width
+        for mine, theirs in zip(self.cache.layers, self.slot.cache.layers, strict=True):
+            mine.keys = theirs.keys[:, :, :width].clone()
+            mine.values = theirs.values[:, :, :width].clone()
+        self.solo.release(self.slot)
+        self.slot = None
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any):
         # A mask of all ones is passed as None: the model then takes its plain causal path, the
@@ -119,6 +163,7 @@ class Batch:
         """Add rows read into `cache` as the last rows. Everything is built first and taken at
         the end, so a merge that fails (no memory for the larger cache) leaves the batch as it
         was."""
+        self._leave_slot()
         if self.mask is None:
             self.cache, self.mask, self.positions = cache, mask, positions
             return
@@ -143,6 +188,19 @@ class Batch:
     def step(self, tokens: list[int]) -> torch.Tensor:
         """Feed one token per row (in row order); the next logits, (rows, vocab) float32."""
         assert self.mask is not None and self.positions is not None
+        if self._enter_slot():
+            try:
+                logits = self.solo.step(
+                    self.slot, int(tokens[0]), int(self.positions[0]), self.width
+                )
+            except Exception as error:  # noqa: BLE001 - a fault of the compiled graph
+                self.solo.fail(error)
+                self._leave_slot()  # the slot's columns up to `width` are untouched
+            else:
+                self.mask = torch.cat([self.mask, self.mask.new_ones((1, 1))], dim=1)
+                self.positions = self.positions + 1
+                self.compiled_steps += 1
+                return logits
         ids = torch.tensor(tokens, dtype=torch.long)[:, None]
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.size, 1))], dim=1)
         logits, self.cache = self._forward(ids, self.mask, self.positions[:, None], self.cache)
@@ -157,6 +215,7 @@ class Batch:
         assert self.mask is not None and self.positions is not None
         if rows == list(range(self.size)):
             return
+        self._leave_slot()
         index = torch.tensor(rows, dtype=torch.long)
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(0, index)

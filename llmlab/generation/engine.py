@@ -51,6 +51,7 @@ import torch
 
 from llmlab.cores import usable_cores
 from llmlab.generation.batch import Batch
+from llmlab.generation.compiled import compiled_for
 from llmlab.generation.filters import sorting_threads
 from llmlab.generation.steppers import advance_together, steps_alone
 
@@ -315,6 +316,7 @@ class EngineStats:
     rows_stepped: int = 0  # rows summed over steps (rows_stepped / steps = the mean batch)
     peak_rows: int = 0
     requests: int = 0
+    compiled_steps: int = 0  # steps of a lone row through the compiled step
 
 
 class Engine:
@@ -434,11 +436,12 @@ class Engine:
         torch.set_grad_enabled(False)  # the mode is per thread
         cores = usable_cores()
         pad_id = _pad_id(loaded)
+        solo = compiled_for(loaded.model)  # a lone row's compiled step, once it is ready
         lanes: dict[int, Lane] = {}
 
         def lane(key: int) -> Lane:
             if key not in lanes:
-                lanes[key] = Lane(Batch(loaded.model, pad_id=pad_id))
+                lanes[key] = Lane(Batch(loaded.model, pad_id=pad_id, solo=solo))
             return lanes[key]
 
         # Between forward passes the requests choose their tokens on every core: the scheduler
@@ -542,9 +545,11 @@ class Engine:
             each.requests = [r for r in each.requests if r in staying]
             each.logits = None
             if done > mine:
+                before = each.batch.compiled_steps
                 with COMPUTE_LOCK:
                     torch.set_num_threads(cores)
                     each.logits = each.batch.step(tokens[mine:done])
+                self.stats.compiled_steps += each.batch.compiled_steps - before
                 self.stats.steps += 1
                 self.stats.rows_stepped += done - mine
             start = end
@@ -823,6 +828,7 @@ def engine_for(loaded: Any) -> Engine:
         if engine is None:
             engine = Engine(model_name=f"{loaded.name}-{loaded.facts.dtype}")
             _engines[loaded.model] = engine
+            compiled_for(loaded.model)  # compiling starts now, in the background
         return engine
 
 
