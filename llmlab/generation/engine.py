@@ -458,6 +458,8 @@ class Engine:
         try:
             self._serve_loop(lane, lanes, cores, helpers)
         finally:
+            for each in lanes.values():
+                each.batch.reset()  # a row still in a compiled step's slot gives it back
             if helpers is not None:
                 helpers.shutdown(wait=True)
 
