@@ -171,9 +171,12 @@ def wait_for_turn(stream: Any, placeholder: Any, cancel_hint: str = "") -> None:
 
 def _load_model(key: tuple[str, str]) -> LoadedModel:
     from llmlab import models
+    from llmlab.generation.compiled import compiled_for
 
     name, dtype = key
-    return models.load(name, dtype=dtype)
+    loaded = models.load(name, dtype=dtype)
+    compiled_for(loaded.model)  # a lone request's compiled step starts compiling now
+    return loaded
 
 
 @st.cache_resource(show_spinner=False)
