@@ -16,7 +16,7 @@ a step (`bench/compile_step.py --static`), with the same greedy tokens.
   when a model's engine is made, on a private copy of the model (so a page's traced pass, with
   its hooks, never meets the compiler); the eager step serves until it is ready, and for good
   if compiling fails (no C++ compiler, say).
-* `LLMLAB_COMPILE=0` turns it off (the tests do, except those of this module).
+* `LLMLAB_COMPILE=1` turns it on; it is off by default (only tests/test_compiled.py turns it on).
 
 A compiled step rounds differently from the eager one in the last bits (its kernels add in
 another order); in float32 its tokens and probabilities are checked against `model.generate`
@@ -47,13 +47,14 @@ WARM_STEPS = 3  # calls per slot while compiling: the first compiles, the others
 
 
 def compile_from_env(environ: dict[str, str] | None = None) -> bool:
-    """`LLMLAB_COMPILE`: "0", "off", "false" or "no" turn the compiled step off (default on).
+    """`LLMLAB_COMPILE`: "1", "on", "true" or "yes" turn the compiled step on (default off:
+    while it compiles, the engine's other work slows far more than sharing the cores explains).
 
-    >>> compile_from_env({"LLMLAB_COMPILE": "0"}), compile_from_env({})
-    (False, True)
+    >>> compile_from_env({"LLMLAB_COMPILE": "1"}), compile_from_env({})
+    (True, False)
     """
     text = (os.environ if environ is None else environ).get("LLMLAB_COMPILE", "").strip().lower()
-    return text not in {"0", "off", "false", "no"}
+    return text in {"1", "on", "true", "yes"}
 
 
 def full_attention_only(config: Any) -> bool:
