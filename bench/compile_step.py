@@ -15,13 +15,23 @@ the first compiled run took, and whether the greedy tokens equal the eager ones.
 `--static` measures the one case where compiling is known to pay: a single row whose keys and
 values live in transformers' `StaticCache` (fixed shapes, so one graph serves every step),
 against the engine's eager step of the same row.
+
+`--engine` measures what a student sees with `LLMLAB_COMPILE=1`: a lone request's tokens/s
+through `llmlab.generate` (so through the engine), eager first, then again and again while the
+compiled step compiles in the background (every request `--gap` seconds after the last, as a
+student reads), then once it is ready. Compiling starts from an empty kernel cache (a folder of
+its own), as on a new server.
+
+    .venv/bin/python bench/compile_step.py --engine
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -110,6 +120,47 @@ def static_table(args) -> None:
         )
 
 
+def lone_rate(loaded, tokens: int) -> float:
+    """Tokens a second of one greedy request through the engine (`llmlab.generate`)."""
+    from llmlab.generation import decoding
+
+    started = time.perf_counter()
+    result = decoding.generate(
+        loaded, PROMPTS[0], max_new_tokens=tokens, stop_at_eos=False, strategy="greedy"
+    )
+    assert len(result.new_ids) == tokens
+    return tokens / (time.perf_counter() - started)
+
+
+def engine_table(args) -> None:
+    from llmlab.generation import compiled as compiled_step
+
+    print(
+        "| model | eager alone (tok/s) | while compiling: median (min) tok/s | requests | "
+        "compile (s) | compiled alone (tok/s) | while compiling / eager | compiled / eager |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        loaded = models.load(name, dtype=args.dtype)
+        off, on = {"LLMLAB_COMPILE": "0"}, {"LLMLAB_COMPILE": "1"}
+        os.environ.update(off)
+        lone_rate(loaded, args.steps)  # warm-up
+        eager = statistics.median(lone_rate(loaded, args.steps) for _ in range(3))
+        step = compiled_step.compiled_for(loaded.model, on)
+        os.environ.update(on)
+        during = []
+        while not step.wait(args.gap):
+            during.append(lone_rate(loaded, args.steps))
+        after = statistics.median(lone_rate(loaded, args.steps) for _ in range(3))
+        os.environ.update(off)
+        middle = statistics.median(during) if during else float("nan")
+        print(
+            f"| {name} | {eager:.1f} | {middle:.1f} ({min(during, default=float('nan')):.1f}) | "
+            f"{len(during)} | {step.compile_seconds or float('nan'):.0f} | {after:.1f} | "
+            f"{middle / eager:.2f}x | {after / eager:.2f}x |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["smollm2-135m-instruct"])
@@ -119,12 +170,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--static", action="store_true", help="one row in a StaticCache")
     parser.add_argument("--length", type=int, default=256, help="the StaticCache's positions")
+    parser.add_argument("--engine", action="store_true", help="a lone request while compiling")
+    parser.add_argument("--gap", type=float, default=1.0, help="--engine: seconds between")
     args = parser.parse_args()
+    if args.engine:  # compiling starts cold, in a kernel cache of its own
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="llmlab-inductor-")
     torch.set_grad_enabled(False)
     torch.set_num_threads(args.threads)
     print(f"{args.dtype}, {args.steps} decode steps, {args.threads} threads\n")
     if args.static:
         static_table(args)
+        return
+    if args.engine:
+        engine_table(args)
         return
     print(
         "| model | N | eager ms/step | compiled, first run (s) | compiled ms/step | "

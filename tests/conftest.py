@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,12 +36,65 @@ CHROMIUM = "/usr/bin/chromium"
 _exit_status: list[int] = []
 
 
+# The compiled step's check (tests/compiled_check.py) compiles for a minute or two in a process
+# of its own. It starts with the run, at a low priority, so that it takes the cores the other
+# tests leave idle; tests/test_compiled.py reads its result when its turn comes.
+_compiled_check: dict[str, object] = {}
+
+
+def _start_compiled_check(folder: Path) -> None:
+    if _compiled_check:
+        return
+    env = dict(os.environ, LLMLAB_COMPILE="1", PYTHONUNBUFFERED="1")
+    out, err = folder / "compiled_check.out", folder / "compiled_check.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "compiled_check.py")],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=lambda: os.nice(10),
+        )
+    _compiled_check.update(process=process, out=out, err=err)
+
+
+def pytest_collection_finish(session):
+    if any(
+        item.path.name == "test_compiled.py" and "compiled_result" in item.fixturenames
+        for item in session.items
+    ):
+        _start_compiled_check(Path(tempfile.mkdtemp(prefix="llmlab-compiled-check-")))
+
+
+@pytest.fixture(scope="session")
+def compiled_result() -> tuple[int, str, str]:
+    """The compiled step's check: its exit status, its stdout and the end of its stderr."""
+    _start_compiled_check(Path(tempfile.mkdtemp(prefix="llmlab-compiled-check-")))
+    process = _compiled_check["process"]
+    try:
+        process.wait(timeout=1500)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return (
+        process.returncode,
+        Path(_compiled_check["out"]).read_text(),
+        Path(_compiled_check["err"]).read_text()[-4000:],
+    )
+
+
 def pytest_sessionfinish(session, exitstatus):
     from llmlab.generation.engine import close_all
     from llmlab.training.jobs import stop_all
 
     stop_all()
     close_all()
+    process = _compiled_check.get("process")
+    if process is not None:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        shutil.rmtree(Path(_compiled_check["out"]).parent, ignore_errors=True)
     _exit_status.append(int(exitstatus))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import __future__
 
 import ast
+import functools
 import tarfile
 
 import pytest
@@ -98,6 +99,7 @@ def formats() -> dict[str, chat_formats.ChatFormat]:
     return ready
 
 
+@functools.cache
 def _gguf_reference_template(family: str) -> str:
     reader = GGUFReader(str(_gguf.gguf_path(family)))
     field = reader.fields["tokenizer.chat_template"]

@@ -1,20 +1,15 @@
 """The compiled decode step of a lone row (`llmlab.generation.compiled`), in float32, against
-`model.generate` and the eager step: in a process of its own, since compiling takes a minute and
-leaves threads and caches behind."""
+`model.generate` and the eager step: in a process of its own (tests/compiled_check.py, started by
+conftest as the run starts), since compiling takes a minute and leaves threads and caches
+behind."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from llmlab.generation import compiled
-
-CHECK = Path(__file__).with_name("compiled_check.py")
 
 
 def test_switch_and_which_models():
@@ -25,13 +20,11 @@ def test_switch_and_which_models():
 
 
 @pytest.fixture(scope="module")
-def found():
-    env = dict(os.environ, LLMLAB_COMPILE="1", PYTHONUNBUFFERED="1")
-    done = subprocess.run(
-        [sys.executable, str(CHECK)], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def found(compiled_result):
+    """What tests/compiled_check.py found (conftest starts it with the run)."""
+    returncode, stdout, stderr = compiled_result
+    assert returncode == 0, stderr
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_it_compiles_for_smollm2_and_not_for_gemma(found):
