@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# Test files are shared out between this many worker processes (pytest-xdist), a file to a worker.
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test lint browser database bench screenshots clean-env
 
@@ -32,7 +34,7 @@ lint: $(VENV)/.requirements.done
 	$(VENV)/bin/ruff format --check .
 
 test: setup browser database lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The README's pictures: one per page, taken in headless Chromium by tests/test_screenshots.py.
 screenshots: setup browser

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -38,16 +39,30 @@ _exit_status: list[int] = []
 
 # The compiled step's check (tests/compiled_check.py) compiles for a minute or two in a process
 # of its own. It starts with the run, at a low priority, so that it takes the cores the other
-# tests leave idle; tests/test_compiled.py reads its result when its turn comes.
+# tests leave idle; tests/test_compiled.py reads its result when its turn comes. The process
+# that starts it (pytest itself, or the controller of a run on several workers) makes its folder
+# and writes the exit status there once the check ends; a test waits for that file.
 _compiled_check: dict[str, object] = {}
 
 
-def _start_compiled_check(folder: Path) -> None:
-    if _compiled_check:
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _compiled_folder(config) -> Path:
+    if _is_worker(config):
+        return Path(config.workerinput["llmlab_compiled_check"])
+    if "folder" not in _compiled_check:
+        _compiled_check["folder"] = Path(tempfile.mkdtemp(prefix="llmlab-compiled-check-"))
+    return _compiled_check["folder"]
+
+
+def _start_compiled_check(config) -> None:
+    if _is_worker(config) or "process" in _compiled_check:
         return
+    folder = _compiled_folder(config)
     env = dict(os.environ, LLMLAB_COMPILE="1", PYTHONUNBUFFERED="1")
-    out, err = folder / "compiled_check.out", folder / "compiled_check.err"
-    with open(out, "w") as stdout, open(err, "w") as stderr:
+    with open(folder / "out", "w") as stdout, open(folder / "err", "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "tests" / "compiled_check.py")],
             env=env,
@@ -55,7 +70,14 @@ def _start_compiled_check(folder: Path) -> None:
             stderr=stderr,
             preexec_fn=lambda: os.nice(10),
         )
-    _compiled_check.update(process=process, out=out, err=err)
+
+    def report() -> None:
+        status = process.wait()
+        (folder / "returncode.part").write_text(str(status))
+        (folder / "returncode.part").rename(folder / "returncode")
+
+    threading.Thread(target=report, name="compiled-check", daemon=True).start()
+    _compiled_check["process"] = process
 
 
 def pytest_collection_finish(session):
@@ -63,23 +85,36 @@ def pytest_collection_finish(session):
         item.path.name == "test_compiled.py" and "compiled_result" in item.fixturenames
         for item in session.items
     ):
-        _start_compiled_check(Path(tempfile.mkdtemp(prefix="llmlab-compiled-check-")))
+        _start_compiled_check(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """A run on several workers (pytest-xdist): each worker learns where the check writes."""
+    node.workerinput["llmlab_compiled_check"] = str(_compiled_folder(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    if any(Path(i.split("::")[0]).name == "test_compiled.py" for i in ids):
+        _start_compiled_check(node.config)
 
 
 @pytest.fixture(scope="session")
-def compiled_result() -> tuple[int, str, str]:
+def compiled_result(request) -> tuple[int, str, str]:
     """The compiled step's check: its exit status, its stdout and the end of its stderr."""
-    _start_compiled_check(Path(tempfile.mkdtemp(prefix="llmlab-compiled-check-")))
-    process = _compiled_check["process"]
-    try:
-        process.wait(timeout=1500)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    config = request.config
+    _start_compiled_check(config)  # a run of this module alone, say with -k
+    folder = _compiled_folder(config)
+    deadline = time.monotonic() + 1500
+    while not (folder / "returncode").exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the compiled step's check did not end in 1,500 s: {folder}")
+        time.sleep(1)
     return (
-        process.returncode,
-        Path(_compiled_check["out"]).read_text(),
-        Path(_compiled_check["err"]).read_text()[-4000:],
+        int((folder / "returncode").read_text()),
+        (folder / "out").read_text(),
+        (folder / "err").read_text()[-4000:],
     )
 
 
@@ -90,11 +125,11 @@ def pytest_sessionfinish(session, exitstatus):
     stop_all()
     close_all()
     process = _compiled_check.get("process")
-    if process is not None:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        shutil.rmtree(Path(_compiled_check["out"]).parent, ignore_errors=True)
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
+    if not _is_worker(session.config) and "folder" in _compiled_check:
+        shutil.rmtree(_compiled_check["folder"], ignore_errors=True)
     _exit_status.append(int(exitstatus))
 
 

@@ -409,13 +409,17 @@ def test_a_reply_left_in_the_middle_of_a_step_is_finished_from_another_thread(sm
     settings = chat.DecodingSettings(strategy="greedy", max_new_tokens=40)
     reference = chat.run(smollm2, prepared, settings)
     stream = chat.RunStream(smollm2, prepared, settings)
-    writer = threading.Thread(target=lambda: [None for _ in stream])
+    taken: list = []
+    writer = threading.Thread(target=lambda: [taken.append(step) for step in stream])
     inside, calls = threading.Event(), []
 
     def slow_third_step(module, args):
         if threading.current_thread().name.startswith("llmlab-engine"):
             calls.append(1)
             if len(calls) == 3:
+                deadline = time.monotonic() + 30
+                while len(taken) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)  # on a busy machine the writer may lag behind
                 inside.set()
                 time.sleep(0.5)  # the writer waits for this step while the reply is finished
 
