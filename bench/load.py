@@ -5,8 +5,9 @@ headless Chromium sessions (one browser, N contexts, Playwright's async API) tha
 Decoding page from a link (SmolLM2 in float32, 16 new tokens, greedy), wait until every page is
 ready, then all press Generate together and wait for the text. Prints, per N: how many sessions
 finished, the median and 95th-percentile latency (click to finished text), the server's peak
-RSS, and whether every greedy text equals the single-user one; then the rate the page reports
-for one student beside the library's own rate for the same request. Bounded: every session has
+RSS, and whether every greedy text equals the single-user one; then, for one student at a time
+(three fresh tabs, at `--tokens` and at the page's default of 40 new tokens), the rate the page
+reports beside the library's own rate for the same request. Bounded: every session has
 a time limit and the server is stopped at the end.
 
 On two cores the browsers share the CPU with the server: `bench/serving.py` measures the same
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -53,6 +55,8 @@ RESULT = "[data-testid='stMarkdown'] div[style*='pre-wrap'] b"
 CAPTION = re.compile(r"(\d+) tokens? in ([\d.]+) s")
 SPEED = re.compile(r"\(([\d.]+) tokens a second\)")  # from the unrounded time
 PROMPT = "Once upon a time"
+PAGE_DEFAULT_TOKENS = 40  # the Decoding page's own "Max new tokens"
+REPEATS = 3  # single-student rates: the median of this many runs
 
 
 @dataclass
@@ -166,7 +170,12 @@ async def press_generate(page, timeout_s: float) -> Outcome:
 
 
 async def one_round(
-    browser: Browser, url: str, n: int, tokens: int, timeout_s: float, server: psutil.Process
+    browser: Browser,
+    url: str,
+    n: int,
+    tokens: int,
+    timeout_s: float,
+    server: psutil.Process | None,
 ):
     """N students open the page, then all press Generate at the same moment. Returns the
     outcomes and the CPU seconds the server and the browsers used from the clicks to the end."""
@@ -180,10 +189,10 @@ async def one_round(
         for item in opened
         if isinstance(item, BaseException)
     ]
-    before = cpu_split(server)
+    before = cpu_split(server) if server else (0.0, 0.0)
     try:
         outcomes = await asyncio.gather(*(press_generate(p, timeout_s) for _, p in ready))
-        after = cpu_split(server)
+        after = cpu_split(server) if server else (0.0, 0.0)
     finally:
         for context, _ in ready:
             await context.close()
@@ -191,15 +200,36 @@ async def one_round(
     return [*outcomes, *failed], used
 
 
-def library_rate(tokens: int) -> float:
-    """The same request in this process, through the library alone: tokens per second."""
+async def page_rates(browser: Browser, url: str, tokens: int, timeout_s: float) -> list[float]:
+    """One student at a time, each in a fresh tab: the rate the page reports, `REPEATS` times."""
+    rates = []
+    for _ in range(REPEATS):
+        (outcome,), _ = await one_round(browser, url, 1, tokens, timeout_s, None)
+        if not outcome.ok:
+            raise SystemExit(f"a single session failed ({outcome.error})")
+        rates.append(outcome.page_rate)
+    return rates
+
+
+@functools.cache
+def _library_model():
     from llmlab import models
+
+    return models.load("smollm2-135m-instruct", dtype="float32")
+
+
+def library_rates(tokens: int) -> list[float]:
+    """The same request in this process, through the library alone: tokens per second,
+    `REPEATS` times after a warm-up."""
     from llmlab.generation import decoding
 
-    loaded = models.load("smollm2-135m-instruct", dtype="float32")
+    loaded = _library_model()
     decoding.generate(loaded, PROMPT, max_new_tokens=tokens)  # warm-up
-    result = decoding.generate(loaded, PROMPT, max_new_tokens=tokens)
-    return len(result.new_ids) / result.seconds
+    rates = []
+    for _ in range(REPEATS):
+        result = decoding.generate(loaded, PROMPT, max_new_tokens=tokens)
+        rates.append(len(result.new_ids) / result.seconds)
+    return rates
 
 
 def p95(values: list[float]) -> float:
@@ -236,6 +266,8 @@ async def run(args: argparse.Namespace) -> None:
                 errors = sorted({o.error for o in outcomes if not o.ok})
                 rows.append((n, done, peak[0], same, errors, used))
                 print(f"N={n}: {len(done)}/{n} done in {wall:.1f} s {errors or ''}", flush=True)
+            lengths = sorted({args.tokens, PAGE_DEFAULT_TOKENS})
+            pages = {t: await page_rates(browser, url, t, args.timeout) for t in lengths}
             await browser.close()
     finally:
         server.terminate()
@@ -264,15 +296,16 @@ async def run(args: argparse.Namespace) -> None:
             f"{peak_rss / 2**30:.2f} GB | {same}/{len(done)} | {server_cpu:.1f} | "
             f"{browser_cpu:.1f} |"
         )
-    single = [o for n, done, *_ in rows if n == 1 for o in done]
-    if single:
-        page = single[0].page_rate
-        library = library_rate(args.tokens)
-        print("\n| one student | tokens/s |")
-        print("|---|---|")
-        print(f"| the page's own report (its tokens a second) | {page:.1f} |")
-        print(f"| the library alone, same request, in this process | {library:.1f} |")
-        print(f"| page / library | {page / library:.2f}x |")
+    print(
+        f"\nOne student at a time, each in a fresh tab, greedy: the rate the page reports against "
+        f"the library alone on the same request in this process (medians of {REPEATS} runs; "
+        f"{PAGE_DEFAULT_TOKENS} tokens is the page's default length)."
+    )
+    print("| new tokens | the page (tokens/s) | the library alone (tokens/s) | page / library |")
+    print("|---|---|---|---|")
+    for tokens, rates in pages.items():
+        page, library = statistics.median(rates), statistics.median(library_rates(tokens))
+        print(f"| {tokens} | {page:.1f} | {library:.1f} | {page / library:.2f}x |")
 
 
 def main() -> None:
