@@ -13,8 +13,10 @@ Requests are 16-token runs (end-of-text ignored, so every run writes 16 tokens) 
 of different lengths, in two mixes: `mixed`, half greedy and half top-p 0.9 at temperature 0.8,
 and `greedy`, every request greedy, where HF's side is a single batch. The table gives median and p95 latency (from
 pressing Generate to the last token) and total tokens/s, and the ratios the goals are about:
-engine median / one request alone, engine tokens/s / HF batched tokens/s. A staggered row sends
-one request every 100 ms instead of all at once.
+engine median / one request alone, engine tokens/s / HF batched tokens/s. One request alone
+(N = 1) is run five times and its row gives the median of the five, since a single request's
+time varies most between runs. A staggered row sends one request every 100 ms instead of all at
+once.
 
     .venv/bin/python bench/serving.py                        # both models, bfloat16 and float32
     .venv/bin/python bench/serving.py --models smollm2-135m-instruct --dtypes bfloat16 --ns 1 16
@@ -40,6 +42,7 @@ from llmlab.generation import decoding  # noqa: E402
 from llmlab.generation.engine import engine_for, run_alone  # noqa: E402
 
 TOKENS = 16
+ONE_REPEATS = 5  # N = 1 is run this many times: its median is what "/ one" divides by
 
 
 MIXES = ("mixed", "greedy")
@@ -144,7 +147,12 @@ def measure(loaded, name: str, dtype: str, mix: str, args) -> None:
     hf_batched(loaded, 2, mix)
     one = None
     for n in args.ns:
-        latencies, wall = run_threads(n, engine_work(loaded, mix))
+        latencies, wall = [], 0.0
+        repeats = ONE_REPEATS if n == 1 else 1  # one request alone varies most from run to run
+        for _ in range(repeats):
+            some, seconds = run_threads(n, engine_work(loaded, mix))
+            latencies += some
+            wall += seconds / repeats
         median = statistics.median(latencies)
         if one is None and n == 1:
             one = median

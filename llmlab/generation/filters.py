@@ -60,6 +60,24 @@ FILTER_ORDER: tuple[str, ...] = ("repetition_penalty", "temperature", "top_k", "
 FILTER_VALUE = -math.inf
 
 
+def strictly_descending(scores: torch.Tensor) -> torch.Tensor:
+    """Which rows of (rows, vocab) `scores` are sorted strictly high to low (no ties): a bool
+    per row. The first few columns settle almost every row, so the whole rows are compared
+    only for those that pass them.
+
+        >>> strictly_descending(torch.tensor([[3.0, 2.0, 1.0], [3.0, 3.0, 1.0], [1.0, 2.0, 0.0]]))
+        tensor([ True, False, False])
+    """
+    if scores.shape[-1] < 2:
+        return torch.zeros(scores.shape[0], dtype=torch.bool)
+    head = scores[:, :17]
+    sorted_rows = (head[:, :-1] > head[:, 1:]).all(dim=-1)
+    if scores.shape[-1] > 17 and bool(sorted_rows.any()):
+        rest = scores[sorted_rows]
+        sorted_rows[sorted_rows.clone()] = (rest[:, 16:-1] > rest[:, 17:]).all(dim=-1)
+    return sorted_rows
+
+
 def _as_2d(logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """View ``(vocab,)`` logits as ``(1, vocab)``; report whether we added the batch dim."""
     if not isinstance(logits, torch.Tensor):
@@ -202,7 +220,7 @@ class TopP:
 
     def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
         scores, squeezed = _as_2d(logits)
-        if scores.shape[-1] > 1 and bool((scores[..., :-1] > scores[..., 1:]).all()):
+        if scores.shape[-1] > 1 and bool(strictly_descending(scores).all()):
             out = self.on_sorted(scores)  # no ties: the same result, without a sort
             return out.squeeze(0) if squeezed else out
         out = self.via_top(scores)
@@ -290,14 +308,17 @@ class TopP:
         if scores.shape[0] == 1:
             return self(scores)
         out = torch.empty_like(scores)
-        on_sorted = (scores[:, :-1] > scores[:, 1:]).all(dim=-1) if scores.shape[-1] > 1 else None
         rest = torch.arange(scores.shape[0])
+        on_sorted = strictly_descending(scores) if scores.shape[-1] > 1 else None
         if on_sorted is not None and bool(on_sorted.any()):
             out[on_sorted] = self.on_sorted(scores[on_sorted])
             rest = rest[~on_sorted]
         tied = None
         if len(rest):
-            fast, safe, tied = self._top_cut(scores[rest])
+            whole = len(rest) == scores.shape[0]
+            fast, safe, tied = self._top_cut(scores if whole else scores[rest])
+            if fast is not None and whole and bool(safe.all()):
+                return fast  # the usual case: every row cut from its top 1,024, no copies
             if fast is not None and bool(safe.any()):
                 out[rest[safe]] = fast[safe]
                 rest, tied = rest[~safe], tied[~safe]
@@ -356,9 +377,11 @@ class TopP:
         first_removed = top_scores.gather(-1, kept.clamp(max=count - 1)[:, None])[:, 0]
         tied = (last == first_removed) & (kept < count) & safe
         safe &= ~tied
-        remove = torch.ones_like(scores, dtype=torch.bool)
-        remove.scatter_(-1, top_ids, remove_top)
-        return scores.masked_fill(remove, FILTER_VALUE), safe, tied
+        # Every token outside the top `count` is removed: start from a row of -inf and put back
+        # the kept ones (the same tensor as masking the scores, in one pass instead of three).
+        out = torch.full_like(scores, FILTER_VALUE)
+        out.scatter_(-1, top_ids, top_scores.masked_fill(remove_top, FILTER_VALUE))
+        return out, safe, tied
 
     def on_sorted(self, logits: torch.Tensor) -> torch.Tensor:
         """`__call__` for logits already sorted high-to-low, taking that order as the sort
