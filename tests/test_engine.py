@@ -406,6 +406,25 @@ def test_past_the_token_cap_a_long_request_waits_its_turn(smollm2):
     assert second.result.new_ids == expected
 
 
+def test_an_idle_engine_ends_its_thread_and_the_next_request_starts_it_again(smollm2, monkeypatch):
+    from llmlab.generation import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "IDLE_SECONDS", 0.2)
+    engine = Engine(model_name="idle")
+    settings = decoding.validate_settings("greedy", max_new_tokens=3)
+    _, ids, budget, _ = decoding.prepare_prompt(smollm2, "Hello", 3)
+    for _ in range(2):
+        stepper = decoding.new_stepper(smollm2, ids, budget, "greedy", settings)
+        request = engine.submit(smollm2, stepper)
+        seen = []
+        while (item := request.take(timeout=60)) is not None and item[0] != "done":
+            seen.append(item[0])
+        assert seen == ["step"] * 3
+        assert engine.wait_rested(30)  # the thread ended: nothing keeps its OpenMP team alive
+        assert not [t for t in threading.enumerate() if t.name == "llmlab-engine-idle"]
+    engine.close()
+
+
 def test_max_tokens_from_env_names_the_variable():
     from llmlab.generation.engine import max_tokens_from_env
 
