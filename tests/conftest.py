@@ -12,6 +12,7 @@ has passed, which would turn a green run red.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -73,8 +74,9 @@ def _start_compiled_check(config) -> None:
 
     def report() -> None:
         status = process.wait()
-        (folder / "returncode.part").write_text(str(status))
-        (folder / "returncode.part").rename(folder / "returncode")
+        with contextlib.suppress(OSError):  # the run may have ended and removed the folder
+            (folder / "returncode.part").write_text(str(status))
+            (folder / "returncode.part").rename(folder / "returncode")
 
     threading.Thread(target=report, name="compiled-check", daemon=True).start()
     _compiled_check["process"] = process
