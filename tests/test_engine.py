@@ -62,13 +62,18 @@ def hf_reference(loaded, prompt: str, settings: dict) -> list[int]:
     return out[0, ids.shape[1] :].tolist()
 
 
-def alone(loaded, prompt: str, settings: dict):
-    """The request by itself, in this thread, with no engine: its records."""
+def stepper_for(loaded, prompt: str, settings: dict, tokens: int = NEW_TOKENS):
+    """A checked request's stepper, as `iter_generate` makes it."""
     settings = dict(settings)
     strategy = settings.pop("strategy")
-    valid = decoding.validate_settings(strategy, max_new_tokens=NEW_TOKENS, **settings)
-    _, ids, budget, _ = decoding.prepare_prompt(loaded, prompt, NEW_TOKENS)
-    return run_alone(loaded, decoding.new_stepper(loaded, ids, budget, strategy, valid))
+    valid = decoding.validate_settings(strategy, max_new_tokens=tokens, **settings)
+    _, ids, budget, _ = decoding.prepare_prompt(loaded, prompt, tokens)
+    return decoding.new_stepper(loaded, ids, budget, strategy, valid)
+
+
+def alone(loaded, prompt: str, settings: dict):
+    """The request by itself, in this thread, with no engine: its records."""
+    return run_alone(loaded, stepper_for(loaded, prompt, settings))
 
 
 def first_difference(ours, theirs) -> str:
@@ -411,11 +416,10 @@ def test_an_idle_engine_ends_its_thread_and_the_next_request_starts_it_again(smo
 
     monkeypatch.setattr(engine_module, "IDLE_SECONDS", 0.2)
     engine = Engine(model_name="idle")
-    settings = decoding.validate_settings("greedy", max_new_tokens=3)
-    _, ids, budget, _ = decoding.prepare_prompt(smollm2, "Hello", 3)
     for _ in range(2):
-        stepper = decoding.new_stepper(smollm2, ids, budget, "greedy", settings)
-        request = engine.submit(smollm2, stepper)
+        request = engine.submit(
+            smollm2, stepper_for(smollm2, "Hello", {"strategy": "greedy"}, tokens=3)
+        )
         seen = []
         while (item := request.take(timeout=60)) is not None and item[0] != "done":
             seen.append(item[0])

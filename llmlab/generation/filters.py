@@ -70,12 +70,15 @@ def strictly_descending(scores: torch.Tensor) -> torch.Tensor:
     """
     if scores.shape[-1] < 2:
         return torch.zeros(scores.shape[0], dtype=torch.bool)
-    head = scores[:, :17]
+    head = scores[:, : _HEAD + 1]
     sorted_rows = (head[:, :-1] > head[:, 1:]).all(dim=-1)
-    if scores.shape[-1] > 17 and bool(sorted_rows.any()):
+    if scores.shape[-1] > _HEAD + 1 and bool(sorted_rows.any()):
         rest = scores[sorted_rows]
-        sorted_rows[sorted_rows.clone()] = (rest[:, 16:-1] > rest[:, 17:]).all(dim=-1)
+        sorted_rows[sorted_rows.clone()] = (rest[:, _HEAD:-1] > rest[:, _HEAD + 1 :]).all(dim=-1)
     return sorted_rows
+
+
+_HEAD = 16  # `strictly_descending` compares this many neighbours first
 
 
 def _as_2d(logits: torch.Tensor) -> tuple[torch.Tensor, bool]:

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from llmlab.generation.filter_steps import entropy_bits
 from llmlab.generation.records import Candidate, IncrementalDecoder, StepRecord, TokenText
 from llmlab.generation.sampling import draw
 from llmlab.generation.settings import SAMPLING, build_processors, run_processors
@@ -176,7 +177,10 @@ def advance_together(
         s.forced[s.step] if s.step < len(s.forced) else c
         for s, c in zip(steppers, chosen, strict=True)
     ]
-    entropies = [row_entropy_bits(row) for row in probs_after]
+    # Each row's entropy is summed over that row alone, so a row's number does not depend on
+    # which rows share its batch (a sum over a whole (rows, vocab) tensor may add in another
+    # order, and an elementwise pass over it may split it between threads elsewhere).
+    entropies = [entropy_bits(row) for row in probs_after]
     tables = candidate_tables(raw, probs_before, probs_after, scores, chosen, count,
                               top=top.indices)  # fmt: skip
     advances: list[Advance | Exception] = []
@@ -190,20 +194,6 @@ def advance_together(
         except Exception as error:  # noqa: BLE001 - handed to the caller in the row's place
             advances.append(error)
     return advances
-
-
-def row_entropy_bits(probs: torch.Tensor) -> float:
-    """The entropy in bits of one row of probabilities, worked out on that row alone, so that a
-    row's number does not depend on which rows share its batch (a sum over a whole (rows, vocab)
-    tensor may add in another order, and an elementwise pass over it may split it between
-    threads elsewhere). `p ln p` is taken with the vectorised logarithm, a third of the time of
-    `torch.special.entr`, and gives the same terms; a removed token (p = 0) adds exactly 0.
-
-        >>> round(row_entropy_bits(torch.tensor([0.5, 0.5, 0.0])), 6)  # float32: 1.0000000027
-        1.0
-    """
-    terms = probs * probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
-    return -float(terms.sum()) / math.log(2)
 
 
 def steps_alone(stepper: Any) -> bool:
