@@ -159,22 +159,19 @@ def test_a_bad_distribution_raises_what_torch_multinomial_raises():
 
 
 def test_top_p_on_many_rows_cuts_each_row_as_it_is_cut_alone(gemma):
-    """Real rows where the top 1,024 tokens hold enough mass and rows where they do not (and
-    so the whole vocabulary is sorted), cut together: each equals its own cut."""
+    """Real rows, sharp and flat, cut together: each equals its own cut."""
     prompts = ["Once upon a time", "Hi", "def fibonacci(n):", "안녕하세요 🙂 오늘"]
     batch = Batch(gemma.model, pad_id=0)
     logits = batch.prefill([gemma.tokenizer(p)["input_ids"] for p in prompts])
     rows = torch.cat([logits / 0.7, logits * 0.6, logits])  # sharp and flat distributions
     nucleus = TopP(0.9)
-    _, safe = nucleus.top_rows(rows)
-    assert bool(safe.any()) and not bool(safe.all())  # both ways are taken
     together = nucleus.each_row(rows)
     for row in range(rows.shape[0]):
         assert torch.equal(together[row], nucleus(rows[row])), row
 
 
 def cut_by_torch_sort(nucleus: TopP, row: torch.Tensor) -> torch.Tensor:
-    """transformers' top-p arithmetic, on torch's own sort: the reference for `by_sorting`."""
+    """transformers' top-p arithmetic, on torch's own sort: the reference for the cut."""
     sorted_logits, sorted_indices = torch.sort(row, descending=False)
     sorted_remove = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= (1 - nucleus.top_p)
     sorted_remove[..., -1:] = False
@@ -182,27 +179,101 @@ def cut_by_torch_sort(nucleus: TopP, row: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("top_p", [0.3, 0.9, 0.99])
-def test_the_full_sort_cut_equals_the_cut_on_torch_sort(smollm2, gemma, top_p):
+def test_the_cut_from_sorted_values_equals_the_cut_on_torch_sort(smollm2, gemma, top_p):
+    """Real rows in float32 and bfloat16 (many equal scores), at several temperatures: among
+    them rows whose cumulative mass at the cut lies within float rounding of 1 - top_p, where
+    a sum taken in another order than transformers' moves the cut by a token."""
     nucleus = TopP(top_p)
     rows = []
     for loaded in (smollm2, gemma):
         batch = Batch(loaded.model, pad_id=0)
         logits = batch.prefill([loaded.tokenizer(p)["input_ids"] for p, _ in MIXED[:6]])
-        rows += [logits, logits.to(torch.bfloat16).float() * 0.6]  # bfloat16: many equal scores
-    for row in [r[None] for block in rows for r in block]:
-        assert torch.equal(nucleus.by_sorting(row), cut_by_torch_sort(nucleus, row))
-    # Many rows at once (those needing torch's sort are sorted together, on every core), and
-    # through `each_row`, which sends rows known to be tied at the cut straight to that sort.
-    tied_rows = sum(int(nucleus._top_cut(block)[2].sum()) for block in rows)
-    assert tied_rows > 0 or top_p > 0.9  # at 0.99 the cut lies past the top 1,024 tokens
+        for scale in (1.0, 0.6, 0.5 / 0.8, 1 / 0.8):
+            rows += [logits * scale, (logits.to(torch.bfloat16).float() * scale)]
+    ties = 0
     for block in rows:
         alone = torch.cat([cut_by_torch_sort(nucleus, r[None]) for r in block])
-        assert torch.equal(nucleus.by_sorting(block), alone)
         assert torch.equal(nucleus.each_row(block), alone)
+        assert torch.equal(nucleus.by_sorting(block), alone)
+        for row in range(block.shape[0]):
+            assert torch.equal(nucleus(block[row]), alone[row])
+        found: dict = {}
+        nucleus.each_row(block, found)
+        ties += len(found)
+    assert ties > 0  # rows with a tie at the cut were among them
     # Equal scores on both sides of the cut: the order of torch's sort decides, as it does alone.
     tied = torch.tensor([[0.0, 1.0, 1.0, 1.0, 1.0, 3.0]])
     for p in (0.2, 0.5, 0.75):
-        assert torch.equal(TopP(p).by_sorting(tied), cut_by_torch_sort(TopP(p), tied))
+        assert torch.equal(TopP(p)(tied), cut_by_torch_sort(TopP(p), tied))
+
+
+@pytest.mark.parametrize(("top_p", "temperature"), [(0.9, 0.8), (0.3, 1.0), (0.95, 0.6)])
+def test_a_tie_at_the_top_p_cut_gives_transformers_token_record_and_generator_state(
+    smollm2, gemma, monkeypatch, top_p, temperature
+):
+    """Rows whose cut falls inside a run of equal bfloat16 scores are cut without a full sort
+    and settled only when the tie could matter. Against transformers' own warpers and
+    `torch.multinomial` on the same seeded generator, for every row and seed: the same token,
+    the same generator state, the same kept flags and the probabilities of the record."""
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    counts = {"clear": 0, "settled": 0}
+    clear, settle = steppers.draw_clear, TopP.settle
+
+    def counted_clear(*args):
+        token = clear(*args)
+        counts["clear"] += token is not None
+        return token
+
+    def counted_settle(self, row):
+        counts["settled"] += 1
+        return settle(self, row)
+
+    monkeypatch.setattr(steppers, "draw_clear", counted_clear)
+    monkeypatch.setattr(TopP, "settle", counted_settle)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tied_rows = 0
+    try:
+        for loaded in (smollm2, gemma):
+            batch = Batch(loaded.model, pad_id=0)
+            logits = batch.prefill([loaded.tokenizer(p)["input_ids"] for p, _ in MIXED[:6]])
+            rows = torch.cat([logits, logits * 0.5]).to(torch.bfloat16).float()
+            # And a row whose cut falls inside 40 equal top scores: the tie is among the
+            # record's candidates, so the row must be settled by torch's sort.
+            even = torch.full((1, rows.shape[-1]), -20.0)
+            even[0, 100:140] = 1.0
+            rows = torch.cat([rows, even])
+            ties: dict = {}
+            TopP(top_p).each_row(rows / temperature, ties)
+            tied_rows += len(ties)
+            for seed in range(6):
+                valid = decoding.validate_settings(
+                    "top_p", max_new_tokens=2, top_p=top_p, temperature=temperature, seed=seed
+                )
+                group = [
+                    steppers.TokenStepper(loaded.tokenizer, [1], 2, "top_p", valid, [])
+                    for _ in range(rows.shape[0])
+                ]
+                advances = steppers.advance_together(group, rows)
+                for row, (stepper, advance) in enumerate(zip(group, advances, strict=True)):
+                    scores = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(
+                        None, rows[row : row + 1].clone()))  # fmt: skip
+                    probs = torch.softmax(scores, dim=-1)[0]
+                    reference = torch.Generator().manual_seed(seed)
+                    token = int(torch.multinomial(probs, 1, generator=reference)[0])
+                    record = advance.record
+                    assert record.chosen_id == token, (loaded.name, seed, row)
+                    assert torch.equal(stepper.generator.get_state(), reference.get_state())
+                    for candidate in record.candidates:
+                        assert candidate.kept == bool(scores[0, candidate.token_id] > -math.inf)
+                        assert candidate.prob_after == pytest.approx(
+                            float(probs[candidate.token_id]), rel=1e-5, abs=1e-9
+                        )
+    finally:
+        torch.set_num_threads(threads)
+    assert tied_rows > 0  # the rows have ties at their cuts
+    assert counts["clear"] > 0 and counts["settled"] > 0  # both ways were taken
 
 
 def test_greedy_choice_from_the_top_candidates_equals_argmax_with_ties_and_nan():

@@ -189,8 +189,25 @@ def test_top_p_over_a_real_vocabulary_size_matches_transformers(vocab, top_p, sp
     assert torch.equal(ours[ours > -math.inf], theirs[theirs > -math.inf])
 
 
-def test_top_p_fast_path_is_taken_for_a_peaked_row_and_refused_for_a_flat_one():
+def test_top_p_sorts_a_row_with_torch_only_for_a_tie_at_the_cut(monkeypatch):
+    """A row is cut from its sorted values; only equal scores on both sides of the cut need
+    `torch.sort`'s own order of them, and then that order decides, as in transformers."""
+    sorts = []
+    by_sorting = TopP.by_sorting
+
+    def counted(self, rows):
+        sorts.append(rows.shape[0])
+        return by_sorting(self, rows)
+
+    monkeypatch.setattr(TopP, "by_sorting", counted)
     peaked = torch.zeros(1, 50_000)
-    peaked[0, :10] = torch.arange(10, 0, -1).float() * 2
-    assert TopP(0.9).via_top(peaked) is not None
-    assert TopP(0.9).via_top(torch.zeros(1, 50_000)) is None  # all tied: the full sort decides
+    peaked[0, 5:15] = torch.arange(10, 0, -1).float() * 2
+    peaked[0, 3] = 20.5  # not sorted high to low
+    assert torch.equal(TopP(0.9)(peaked), TopPLogitsWarper(0.9)(None, peaked.clone()))
+    assert not sorts
+    flat = torch.zeros(1, 50_000)  # every score tied: the cut falls among them
+    assert torch.equal(TopP(0.9)(flat), TopPLogitsWarper(0.9)(None, flat.clone()))
+    assert sorts == [1]
+    ties = {}
+    TopP(0.9).each_row(flat, ties)
+    assert torch.equal(ties[0], torch.arange(50_000))

@@ -223,71 +223,105 @@ class TopP:
 
     def __call__(self, logits: torch.Tensor, input_ids: torch.Tensor | None = None) -> torch.Tensor:
         scores, squeezed = _as_2d(logits)
-        if scores.shape[-1] > 1 and bool(strictly_descending(scores).all()):
-            out = self.on_sorted(scores)  # no ties: the same result, without a sort
-            return out.squeeze(0) if squeezed else out
-        out = self.via_top(scores)
-        if out is None:
-            out = self.by_sorting(scores)
+        out = self.each_row(scores)
         return out.squeeze(0) if squeezed else out
 
-    def by_sorting(self, scores: torch.Tensor, tied: torch.Tensor | None = None) -> torch.Tensor:
-        """The cut made on a sort of the whole vocabulary, (rows, vocab) in and out.
+    def each_row(
+        self, scores: torch.Tensor, ties: dict[int, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The cut of every row of (rows, vocab) `scores`, each exactly transformers' cut.
 
-        Same arithmetic as transformers: sort ascending and drop the low tail whose cumulative
-        mass is <= 1 - top_p; the last (most likely) token is always kept. `tied` marks rows
-        already known to have equal scores at the cut: they go straight to `torch.sort`.
+        transformers sorts each row ascending (`torch.sort`), takes the softmax of the sorted
+        scores and its cumulative sum, and removes the low tail whose cumulative mass is
+        <= 1 - top_p. Any correct sort gives the same sorted values, hence bit for bit the same
+        softmax and cumulative sums: so the values are sorted by numpy (a few times faster
+        than `torch.sort`, and no indices), the number of tokens to remove is read from the
+        sums, and the row is cut at the lowest kept score. Sorts differ only in the order of
+        equal scores, which matters only when equal scores stand on both sides of the cut:
+        such rows are cut after `torch.sort`, as transformers does (`by_sorting`).
+
+            >>> rows = torch.tensor([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+            >>> TopP(0.7).each_row(rows)
+            tensor([[2., 1., -inf],
+                    [-inf, 2., 1.]])
+
+        With `ties` (a dict to fill), a row with a tie at its cut is not sorted: it keeps every
+        score above the cut and, of the tokens at the cut, as many as transformers keeps, the
+        first ones by position; ``ties[row]`` is the ids of all the tokens at the cut. Only
+        which of those are kept can differ from transformers' cut; every other token's score is
+        the same. The caller checks whether that difference could matter to what it does with
+        the row, and if so cuts the row again with `settle`.
+        """
+        out = torch.empty_like(scores)
+        rest = torch.arange(scores.shape[0])
+        if scores.shape[-1] > 1:
+            on_sorted = strictly_descending(scores)
+            if bool(on_sorted.all()):
+                return self.on_sorted(scores)  # no ties: the same result, without a sort
+            if bool(on_sorted.any()):
+                out[on_sorted] = self.on_sorted(scores[on_sorted])
+                rest = rest[~on_sorted]
+        block = scores if len(rest) == scores.shape[0] else scores[rest]
+        cut, removed, lowest_kept, tied = self._cut_by_values(block)
+        broken = block.isnan().any(dim=-1)  # NaN: always torch's own sort
+        tied |= broken
+        if ties is not None:
+            for index in (tied & ~broken).nonzero()[:, 0].tolist():
+                row, at_cut = block[index], lowest_kept[index]
+                ids = (row == at_cut).nonzero()[:, 0]
+                below = row < at_cut
+                # Of the tokens at the cut, transformers removes as many as its sort put
+                # before the cut; here, the first ones by position.
+                cut[index] = row.masked_fill(below, FILTER_VALUE)
+                cut[index, ids[: int(removed[index]) - int(below.sum())]] = FILTER_VALUE
+                ties[int(rest[index])] = ids
+            tied = broken
+        if bool(tied.any()):
+            cut[tied] = self.by_sorting(block[tied])
+        if len(rest) == scores.shape[0]:
+            return cut
+        out[rest] = cut
+        return out
+
+    def _cut_by_values(
+        self, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cut of each row from its sorted values; how many tokens each row removes; its
+        lowest kept score; and which rows have equal scores on both sides of the cut (their
+        cut here is not transformers' and must be made again). Rows with a NaN are not cut
+        right here either: the caller finds them."""
+        values = torch.from_numpy(np.sort(scores.contiguous().numpy(), axis=-1))
+        sorted_remove = self._remove_ascending(values)
+        removed = sorted_remove.sum(dim=-1)  # a prefix: the cumulative sums never decrease
+        vocab = scores.shape[-1]
+        lowest_kept = values.gather(-1, removed.clamp(max=vocab - 1)[:, None])
+        highest_removed = values.gather(-1, (removed - 1).clamp(min=0)[:, None])
+        tied = (removed > 0) & (highest_removed[:, 0] == lowest_kept[:, 0])
+        cut = scores.masked_fill((scores < lowest_kept) & (removed > 0)[:, None], FILTER_VALUE)
+        return cut, removed, lowest_kept[:, 0], tied
+
+    def by_sorting(self, scores: torch.Tensor) -> torch.Tensor:
+        """transformers' cut on (rows, vocab), every row sorted by `torch.sort` in one call, on
+        all the cores this process may use (rows are sorted independently, each exactly as it
+        would be alone).
 
             >>> TopP(0.7).by_sorting(torch.tensor([[0.0, 2.0, 1.0]]))
             tensor([[-inf, 2., 1.]])
         """
-        out = torch.empty_like(scores)
-        again = []  # rows whose cut needs torch.sort's order of equal scores
-        for index, row in enumerate(scores):
-            cut = None if tied is not None and bool(tied[index]) else self._numpy_cut(row[None])
-            if cut is None:
-                again.append(index)
-            else:
-                out[index] = cut[0]
-        if again:
-            out[again] = self._torch_sorted_cut(scores[again])
-        return out
-
-    def _numpy_cut(self, row: torch.Tensor) -> torch.Tensor | None:
-        """`by_sorting` for one row (1, vocab) on numpy's sort, or None where it can't decide.
-
-        numpy's quicksort orders 262,144 floats about five times faster than `torch.sort`. Any
-        correct sort gives the same sorted values, hence the same softmax and cumulative sums
-        position by position; sorts differ only in the order of equal scores. That order
-        matters only when equal scores stand on both sides of the cut: then None, and the
-        caller cuts the row after `torch.sort`, as transformers does.
-        """
-        if bool(row.isnan().any()):
-            return None
-        sorted_indices = torch.from_numpy(np.argsort(row.contiguous().numpy(), axis=-1))
-        sorted_logits = row.gather(-1, sorted_indices)
-        sorted_remove = self._remove_ascending(sorted_logits)
-        removed = int(sorted_remove.sum())  # a prefix: the cumulative sums never decrease
-        if 0 < removed < row.shape[-1] and bool(
-            sorted_logits[0, removed - 1] == sorted_logits[0, removed]
-        ):
-            return None
-        remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
-        return row.masked_fill(remove, FILTER_VALUE)
-
-    def _torch_sorted_cut(self, rows: torch.Tensor) -> torch.Tensor:
-        """transformers' cut on (rows, vocab), every row sorted by `torch.sort` in one call, on
-        all the cores this process may use (rows are sorted independently, each exactly as it
-        would be alone)."""
         threads = torch.get_num_threads()
         torch.set_num_threads(getattr(_sorting, "threads", None) or max(threads, usable_cores()))
         try:
-            sorted_logits, sorted_indices = torch.sort(rows, descending=False)
+            sorted_logits, sorted_indices = torch.sort(scores, descending=False)
         finally:
             torch.set_num_threads(threads)
         sorted_remove = self._remove_ascending(sorted_logits)
         remove = sorted_remove.scatter(1, sorted_indices, sorted_remove)
-        return rows.masked_fill(remove, FILTER_VALUE)
+        return scores.masked_fill(remove, FILTER_VALUE)
+
+    def settle(self, row: torch.Tensor) -> torch.Tensor:
+        """transformers' cut of one row (vocab,) of scores that `each_row` left with its tie
+        at the cut in order of position."""
+        return self.by_sorting(row[None])[0]
 
     def _remove_ascending(self, sorted_logits: torch.Tensor) -> torch.Tensor:
         """Which of the ascending-sorted scores transformers removes."""
@@ -295,96 +329,6 @@ class TopP:
         sorted_remove = cumulative <= (1 - self.top_p)
         sorted_remove[..., -1:] = False
         return sorted_remove
-
-    def each_row(self, scores: torch.Tensor) -> torch.Tensor:
-        """`__call__` on (rows, vocab) scores, each row getting exactly what it gets alone.
-
-        `__call__` picks one way for the whole tensor (no sort for sorted rows, the top 1,024
-        when that is safe, else a full sort), and the ways round the cumulative mass in their
-        own order. Here every row takes the way it would take by itself, and the rows that
-        share a way are cut together.
-
-            >>> rows = torch.tensor([[2.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
-            >>> torch.equal(TopP(0.7).each_row(rows), torch.cat([TopP(0.7)(r[None]) for r in rows]))
-            True
-        """
-        if scores.shape[0] == 1:
-            return self(scores)
-        out = torch.empty_like(scores)
-        rest = torch.arange(scores.shape[0])
-        on_sorted = strictly_descending(scores) if scores.shape[-1] > 1 else None
-        if on_sorted is not None and bool(on_sorted.any()):
-            out[on_sorted] = self.on_sorted(scores[on_sorted])
-            rest = rest[~on_sorted]
-        tied = None
-        if len(rest):
-            whole = len(rest) == scores.shape[0]
-            fast, safe, tied = self._top_cut(scores if whole else scores[rest])
-            if fast is not None and whole and bool(safe.all()):
-                return fast  # the usual case: every row cut from its top 1,024, no copies
-            if fast is not None and bool(safe.any()):
-                out[rest[safe]] = fast[safe]
-                rest, tied = rest[~safe], tied[~safe]
-        if len(rest):
-            out[rest] = self.by_sorting(scores[rest], tied)
-        return out
-
-    def via_top(self, scores: torch.Tensor, count: int = 1024) -> torch.Tensor | None:
-        """`__call__` without sorting the whole vocabulary, or None where that is not safe.
-
-        Sorting 262,144 scores takes tens of milliseconds, per row and per step; the cut almost
-        always falls among the few hundred most likely tokens. So only the top `count` are
-        sorted (`torch.topk`), with the mass of all the others added below them, which is what
-        the full ascending cumulative sum holds there. This is used only when every token
-        outside the top `count` is removed with room to spare (their mass is below 1 - top_p
-        by more than float rounding) and no tie sits at the cut; otherwise None, and the caller
-        sorts everything.
-
-            >>> TopP(0.7).via_top(torch.tensor([[2.0, 1.0, 0.0]]), count=2)
-            tensor([[2., 1., -inf]])
-        """
-        out, safe = self.top_rows(scores, count)
-        return out if out is not None and bool(safe.all()) else None
-
-    def top_rows(
-        self, scores: torch.Tensor, count: int = 1024
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """`via_top`'s cut for every row of (rows, vocab) `scores`, and which rows it is safe
-        for (the others must be sorted in full); (None, all False) when `count` >= vocab."""
-        out, safe, _ = self._top_cut(scores, count)
-        return out, safe
-
-    def _top_cut(
-        self, scores: torch.Tensor, count: int = 1024
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """`top_rows`, and also which rows have equal scores on both sides of the cut (only
-        `torch.sort`'s own order of them can cut those rows as transformers does)."""
-        vocab = scores.shape[-1]
-        if count >= vocab:
-            nowhere = torch.zeros(scores.shape[0], dtype=torch.bool)
-            return None, nowhere, nowhere
-        probs = torch.softmax(scores, dim=-1)
-        top_scores, top_ids = torch.topk(scores, count, dim=-1)  # high to low
-        top_probs = probs.gather(-1, top_ids)
-        tail = (probs.sum(dim=-1, keepdim=True) - top_probs.sum(dim=-1, keepdim=True)).clamp(min=0)
-        safe = tail[:, 0] < (1 - self.top_p) - 1e-5
-        ascending = top_probs.flip(-1)
-        cumulative = tail + ascending.cumsum(dim=-1)
-        remove_ascending = cumulative <= (1 - self.top_p)
-        remove_ascending[..., -1:] = False
-        remove_top = remove_ascending.flip(-1)  # back to high-to-low, like top_ids
-        # A tie at the cut (the last kept and the first removed score equal) is ordered by the
-        # full sort in its own way: leave such rows to it.
-        kept = (~remove_top).sum(dim=-1)
-        last = top_scores.gather(-1, (kept - 1).clamp(min=0)[:, None])[:, 0]
-        first_removed = top_scores.gather(-1, kept.clamp(max=count - 1)[:, None])[:, 0]
-        tied = (last == first_removed) & (kept < count) & safe
-        safe &= ~tied
-        # Every token outside the top `count` is removed: start from a row of -inf and put back
-        # the kept ones (the same tensor as masking the scores, in one pass instead of three).
-        out = torch.full_like(scores, FILTER_VALUE)
-        out.scatter_(-1, top_ids, top_scores.masked_fill(remove_top, FILTER_VALUE))
-        return out, safe, tied
 
     def on_sorted(self, logits: torch.Tensor) -> torch.Tensor:
         """`__call__` for logits already sorted high-to-low, taking that order as the sort

@@ -64,6 +64,63 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
     return token
 
 
+def draw_clear(
+    probs: torch.Tensor, generator: torch.Generator, doubtful: torch.Tensor
+) -> int | None:
+    """`draw`'s token, when it is the same whichever of the `doubtful` tokens were kept; else
+    None, with the generator put back where it was.
+
+    `probs` (vocab,) is the softmax of a row cut in one order of equal scores; the cut that
+    counts may keep other `doubtful` tokens (all of one score, so of one probability) in place
+    of the ones kept here, the same number of them. Every other token's probability is then
+    the same up to float rounding: the same exponentials over the same kept scores, summed in
+    another order. Such a sum of n positive float32 terms is within (n - 1) units of rounding
+    of the exact one in any order, so each probability, and each race ratio, moves by less than
+    `margin_of(n)` / 2 in relative terms. The token stands if it is not doubtful and its ratio
+    beats every other kept token's, and every doubtful token's at the tied probability, by more
+    than that margin.
+
+        >>> probs = torch.tensor([0.7, 0.2, 0.1, 0.0])  # tokens 2 and 3 tie; 2 was kept
+        >>> g = torch.Generator().manual_seed(0)
+        >>> token = draw_clear(probs, g, torch.tensor([2, 3]))
+        >>> token in (None, 0, 1)
+        True
+    """
+    if not _shortcut_allowed() or probs.dim() != 1:
+        return None
+    low, high = torch.aminmax(probs)
+    if not (float(low) >= 0 and math.isfinite(float(high)) and float(high) > 0):
+        return None
+    state = generator.get_state()
+    uniforms = torch.rand(probs.shape[0], dtype=torch.float64, generator=generator)
+    token = race(probs, uniforms)
+    kept = probs > 0
+    tied_probability = probs[doubtful].max()
+    if token is not None and not bool((doubtful == token).any()) and float(tied_probability) > 0:
+        rivals = kept.clone()
+        rivals[doubtful] = True
+        rivals[token] = False
+        ids = rivals.nonzero()[:, 0]
+        weight = probs[ids].clone()
+        weight[torch.isin(ids, doubtful)] = tied_probability
+        wait = (-torch.log1p(-uniforms[ids])).to(torch.float32)
+        best_rival = float((weight / wait).max()) if len(ids) else 0.0
+        mine = float(probs[token] / (-torch.log1p(-uniforms[token : token + 1])).to(torch.float32))
+        if mine > best_rival * (1 + margin_of(int(kept.sum()))):
+            return token
+    generator.set_state(state)
+    return None
+
+
+def margin_of(kept: int) -> float:
+    """The relative gap `draw_clear` asks for among `kept` tokens: twice the largest relative
+    change float32 rounding can make to one race ratio when the kept probabilities are summed
+    in another order ((kept - 1) units for the sum, one each for the exponential, the
+    normalisation and the ratio), with room to spare."""
+    unit = 2.0**-24
+    return 4 * (2 * kept + 8) * unit
+
+
 def matches_torch(vocab: int = 4099, seeds: int = 24) -> bool:
     """Whether `race` over `torch.rand` uniforms gives `torch.multinomial`'s token and state.
 

@@ -37,8 +37,9 @@ from typing import Any
 import torch
 
 from llmlab.generation.filter_steps import entropy_bits
+from llmlab.generation.filters import TopP
 from llmlab.generation.records import Candidate, IncrementalDecoder, StepRecord, TokenText
-from llmlab.generation.sampling import draw
+from llmlab.generation.sampling import draw, draw_clear
 from llmlab.generation.settings import SAMPLING, build_processors, run_processors
 
 # Filters that read the row's own text so far run row by row; the others act on each row alone
@@ -162,16 +163,40 @@ def advance_together(
             if s.own_chain else raw[i : i + 1]
             for i, s in enumerate(steppers)
         ])  # fmt: skip
-    for processor in first.shared_chain:
+    # A sampled row whose top-p cut falls inside a run of equal scores is cut without a full
+    # sort (see `TopP.each_row`) and settled below only if the tie could change its draw or its
+    # record: that sort is most of a step's choosing on a large vocabulary.
+    ties: dict[int, torch.Tensor] = {}
+    before_cut = scores
+    for n, processor in enumerate(first.shared_chain):
         each_row = getattr(processor, "each_row", None)
-        scores = each_row(scores) if each_row is not None else processor(scores)
+        if (
+            isinstance(processor, TopP)
+            and first.generator is not None
+            and (n == len(first.shared_chain) - 1)
+        ):
+            before_cut, scores = scores, processor.each_row(scores, ties)
+        else:
+            scores = each_row(scores) if each_row is not None else processor(scores)
     probs_after = torch.softmax(scores, dim=-1) if changed else probs_before
     count = first.settings["top_candidates"]
     top = torch.topk(raw, min(count, raw.shape[-1]), dim=-1)  # the records' candidates
     if first.generator is None:
         chosen = greedy_choice(scores, top if scores is raw else None)
     else:
-        chosen = [draw(probs_after[i], s.generator) for i, s in enumerate(steppers)]
+        chosen = []
+        for i, stepper in enumerate(steppers):
+            token = None
+            doubtful = ties.get(i)
+            if doubtful is not None:
+                if stepper.step >= len(stepper.forced) and not bool(
+                    torch.isin(top.indices[i], doubtful).any()
+                ):
+                    token = draw_clear(probs_after[i], stepper.generator, doubtful)
+                if token is None:  # the tie could matter: cut this row as transformers does
+                    scores[i] = first.shared_chain[-1].settle(before_cut[i])
+                    probs_after[i] = torch.softmax(scores[i : i + 1], dim=-1)[0]
+            chosen.append(token if token is not None else draw(probs_after[i], stepper.generator))
     # A branch's imposed tokens take the place of the ones just chosen (the draw was made).
     chosen = [
         s.forced[s.step] if s.step < len(s.forced) else c
