@@ -15,8 +15,10 @@ and `greedy`, every request greedy, where HF's side is a single batch. The table
 pressing Generate to the last token) and total tokens/s, and the ratios the goals are about:
 engine median / one request alone, engine tokens/s / HF batched tokens/s. One request alone
 (N = 1) is run five times and its row gives the median of the five, since a single request's
-time varies most between runs. A staggered row sends one request every 100 ms instead of all at
-once.
+time varies most between runs; every other N is run three times through the engine (the
+latencies of all three) and three times through HF batched generate (the median run), so that
+one slow run on a busy machine does not decide a ratio. A staggered row sends one request every
+100 ms instead of all at once.
 
     .venv/bin/python bench/serving.py                        # both models, bfloat16 and float32
     .venv/bin/python bench/serving.py --models smollm2-135m-instruct --dtypes bfloat16 --ns 1 16
@@ -43,6 +45,7 @@ from llmlab.generation.engine import IDLE_SECONDS, engine_for, run_alone  # noqa
 
 TOKENS = 16
 ONE_REPEATS = 5  # N = 1 is run this many times: its median is what "/ one" divides by
+REPEATS = 3  # every other N (engine and HF batched alike), so one slow run moves no ratio
 
 
 MIXES = ("mixed", "greedy")
@@ -171,7 +174,7 @@ def measure(loaded, name: str, dtype: str, mix: str, args) -> None:
     one = None
     for n in args.ns:
         latencies, wall = [], 0.0
-        repeats = ONE_REPEATS if n == 1 else 1  # one request alone varies most from run to run
+        repeats = ONE_REPEATS if n == 1 else REPEATS
         for _ in range(repeats):
             some, seconds = run_threads(n, engine_work(loaded, mix))
             latencies += some
@@ -186,7 +189,9 @@ def measure(loaded, name: str, dtype: str, mix: str, args) -> None:
             old_cells = f"{statistics.median(old):.2f} s | {n * TOKENS / old_wall:.0f}"
         else:
             old_cells = "— | —"
-        hf = in_a_thread_of_its_own(hf_batched, loaded, n, mix)
+        hf = statistics.median(
+            in_a_thread_of_its_own(hf_batched, loaded, n, mix) for _ in range(REPEATS)
+        )
         hf_tok = n * TOKENS / hf
         ratio = f"{median / one:.2f}x" if one else "—"
         print(

@@ -80,10 +80,14 @@ def draw_clear(
     beats every other kept token's, and every doubtful token's at the tied probability, by more
     than that margin.
 
-        >>> probs = torch.tensor([0.7, 0.2, 0.1, 0.0])  # tokens 2 and 3 tie; 2 was kept
-        >>> g = torch.Generator().manual_seed(0)
-        >>> token = draw_clear(probs, g, torch.tensor([2, 3]))
-        >>> token in (None, 0, 1)
+        >>> probs = torch.tensor([0.97, 0.0, 0.03, 0.0])  # tokens 2 and 3 tie; 2 was kept
+        >>> draw_clear(probs, torch.Generator().manual_seed(0), torch.tensor([2, 3]))
+        0
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> before = generator.get_state()
+        >>> print(draw_clear(torch.tensor([0.0, 0.5, 0.5, 0.0]), generator, torch.tensor([1, 2])))
+        None
+        >>> torch.equal(generator.get_state(), before)  # put back: a tied token won
         True
     """
     if not _shortcut_allowed() or probs.dim() != 1:
