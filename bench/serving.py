@@ -18,7 +18,7 @@ engine median / one request alone, engine tokens/s / HF batched tokens/s. One re
 time varies most between runs; every other N is run three times through the engine (the
 latencies of all three) and three times through HF batched generate (the median run), so that
 one slow run on a busy machine does not decide a ratio. A staggered row sends one request every
-100 ms instead of all at once.
+100 ms instead of all at once (three times, all their latencies).
 
     .venv/bin/python bench/serving.py                        # both models, bfloat16 and float32
     .venv/bin/python bench/serving.py --models smollm2-135m-instruct --dtypes bfloat16 --ns 1 16
@@ -200,7 +200,11 @@ def measure(loaded, name: str, dtype: str, mix: str, args) -> None:
             f"{tok_s / hf_tok:.2f}x |"
         )
     if one and args.stagger_n:
-        latencies, wall = run_threads(args.stagger_n, engine_work(loaded, mix), stagger=0.1)
+        latencies, wall = [], 0.0
+        for _ in range(REPEATS):
+            some, seconds = run_threads(args.stagger_n, engine_work(loaded, mix), stagger=0.1)
+            latencies += some
+            wall += seconds / REPEATS
         median = statistics.median(latencies)
         print(
             f"| {name} | {dtype} | {mix} | {args.stagger_n}, one every 100 ms | {median:.2f} s | "

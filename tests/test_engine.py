@@ -429,6 +429,44 @@ def test_an_idle_engine_ends_its_thread_and_the_next_request_starts_it_again(smo
     engine.close()
 
 
+def test_prompts_that_arrive_while_one_is_read_start_in_the_same_step(smollm2, monkeypatch):
+    """Three requests submitted while the first one's prompt is being read are read before
+    anyone steps, so all four write from the first step together (three steps for three
+    tokens each), and each equals `generate`."""
+    from llmlab.generation import engine as engine_module
+
+    engine = Engine(model_name="together")
+    prompts = ["Hello", "The capital of France is", "Water boils at", "Once upon a time"]
+    later: list = []
+    prefill = engine_module.Batch.prefill
+
+    def slow_first_read(self, prompts_ids):
+        if not later:  # the first reading pass: the others arrive meanwhile
+            later.extend(
+                engine.submit(smollm2, stepper_for(smollm2, p, {"strategy": "greedy"}, tokens=3))
+                for p in prompts[1:]
+            )
+        return prefill(self, prompts_ids)
+
+    monkeypatch.setattr(engine_module.Batch, "prefill", slow_first_read)
+    first = engine.submit(
+        smollm2, stepper_for(smollm2, prompts[0], {"strategy": "greedy"}, tokens=3)
+    )
+    try:
+        assert wait_until(lambda: len(later) == 3)
+        for prompt, request in zip(prompts, [first, *later], strict=True):
+            chosen = []
+            while (item := request.take(timeout=60)) is not None and item[0] != "done":
+                assert item[0] == "step", item
+                chosen.append(item[1].record.chosen_id)
+            assert chosen == hf_reference(smollm2, prompt, {"strategy": "greedy"})[:3]
+        assert engine.stats.prefills == 2  # the first prompt, then the three together
+        assert engine.stats.steps == 2  # every forward pass after them held all four rows
+        assert engine.stats.rows_stepped == 8
+    finally:
+        engine.close()
+
+
 def test_max_tokens_from_env_names_the_variable():
     from llmlab.generation.engine import max_tokens_from_env
 

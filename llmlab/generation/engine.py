@@ -492,7 +492,15 @@ class Engine:
 
         `self._running` lists the running requests lane by lane, so the lanes' logits put side
         by side have one row per running row, in order.
+
+        Short prompts that arrived while others were being read are read too before anyone
+        steps, when they have at least as many rows as the batch already holds (once between
+        two steps): a class that presses Generate within a moment then starts together,
+        instead of the first few stepping alone while the rest wait. The rows already writing
+        wait for that one reading pass at most, and only when more students gain by it than
+        wait for it; requests that come one at a time join at the next step as before.
         """
+        read_again = False  # whether a second reading pass came since the last step
         while True:
             with self._lock:
                 self._reading.extend(self._admit())
@@ -519,6 +527,11 @@ class Engine:
                         for request in joined:
                             request.state = "running"
                         self._running = [r for k in sorted(lanes) for r in lanes[k].requests]
+                    rows = sum(r.rows for r in self._running)
+                    if key == 0 and not read_again and self._short_rows_waiting() >= rows:
+                        read_again = True
+                        continue
+                read_again = False
                 active = [lanes[k] for k in sorted(lanes) if lanes[k].requests]
                 if not active:
                     continue  # a long prompt is still being read, and no one else runs
@@ -574,6 +587,17 @@ class Engine:
                 self.stats.rows_stepped += done - mine
             start = end
         self.stats.peak_rows = max(self.stats.peak_rows, len(tokens))
+
+    def _short_rows_waiting(self) -> int:
+        """The rows of the whole short prompts waiting to be read now (admitting what fits)."""
+        with self._lock:
+            self._reading.extend(self._admit())
+            return sum(
+                r.rows
+                for r in self._reading
+                if not r.cancelled and r.reading is None
+                and r.rows * r.prompt_tokens <= PREFILL_TOKENS
+            )  # fmt: skip
 
     def _read_prompts(
         self, lane: Any, cores: int

@@ -262,9 +262,8 @@ class TopP:
                 out[on_sorted] = self.on_sorted(scores[on_sorted])
                 rest = rest[~on_sorted]
         block = scores if len(rest) == scores.shape[0] else scores[rest]
-        cut, removed, lowest_kept, tied = self._cut_by_values(block)
-        broken = block.isnan().any(dim=-1)  # NaN: always torch's own sort
-        tied |= broken
+        cut, removed, lowest_kept, tied, broken = self._cut_by_values(block)
+        tied |= broken  # NaN: always torch's own sort
         if ties is not None:
             for index in (tied & ~broken).nonzero()[:, 0].tolist():
                 row, at_cut = block[index], lowest_kept[index]
@@ -285,20 +284,26 @@ class TopP:
 
     def _cut_by_values(
         self, scores: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The cut of each row from its sorted values; how many tokens each row removes; its
-        lowest kept score; and which rows have equal scores on both sides of the cut (their
-        cut here is not transformers' and must be made again). Rows with a NaN are not cut
-        right here either: the caller finds them."""
+        lowest kept score; which rows have equal scores on both sides of the cut; and which
+        hold a NaN (numpy sorts it last). The cut of those two kinds of rows is not
+        transformers' and must be made again."""
         values = torch.from_numpy(np.sort(scores.contiguous().numpy(), axis=-1))
-        sorted_remove = self._remove_ascending(values)
-        removed = sorted_remove.sum(dim=-1)  # a prefix: the cumulative sums never decrease
+        cumulative = values.softmax(dim=-1).cumsum(dim=-1)  # as transformers takes them
+        # The removed tokens are those whose cumulative mass is <= 1 - top_p, a prefix since
+        # the sums never decrease: count them by bisection (the comparison in float32, as
+        # transformers' `<=` makes it). The most likely token is always kept.
+        limit = torch.full((scores.shape[0], 1), 1 - self.top_p, dtype=cumulative.dtype)
         vocab = scores.shape[-1]
-        lowest_kept = values.gather(-1, removed.clamp(max=vocab - 1)[:, None])
+        removed = torch.searchsorted(cumulative, limit, right=True)[:, 0].clamp(max=vocab - 1)
+        lowest_kept = values.gather(-1, removed[:, None])
         highest_removed = values.gather(-1, (removed - 1).clamp(min=0)[:, None])
         tied = (removed > 0) & (highest_removed[:, 0] == lowest_kept[:, 0])
-        cut = scores.masked_fill((scores < lowest_kept) & (removed > 0)[:, None], FILTER_VALUE)
-        return cut, removed, lowest_kept[:, 0], tied
+        # Every score below the lowest kept one is removed (nothing, when none is removed:
+        # then the lowest kept score is the row's lowest).
+        cut = torch.where(scores >= lowest_kept, scores, FILTER_VALUE)
+        return cut, removed, lowest_kept[:, 0], tied, values[:, -1].isnan()
 
     def by_sorting(self, scores: torch.Tensor) -> torch.Tensor:
         """transformers' cut on (rows, vocab), every row sorted by `torch.sort` in one call, on

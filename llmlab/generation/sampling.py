@@ -43,7 +43,7 @@ def race(probs: torch.Tensor, uniforms: torch.Tensor) -> int | None:
     wait = (-torch.log1p(-uniforms[kept])).to(torch.float32)  # torch's exponential variates
     ratio = probs[kept] / wait
     best = int(torch.argmax(ratio))  # the first of equal ratios, as argmax over the full row
-    if not float(ratio[best]) > 0 or bool((uniforms == 0).any()):
+    if not float(ratio[best]) > 0 or float(uniforms.min()) == 0:
         return None
     return int(kept[best])
 
