@@ -373,6 +373,11 @@ class Engine:
                 request.cancel()
                 request.post(("done", None))
             self._lock.notify_all()
+        self._join(timeout)
+
+    def _join(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the scheduler thread (unless called from it)."""
+        with self._lock:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -388,10 +393,7 @@ class Engine:
         engine's thread still lived. A benchmark that times something else after the engine
         waits for this first.
         """
-        with self._lock:
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._join(timeout)
         with self._lock:
             return self._thread is None or not self._thread.is_alive()
 
@@ -592,12 +594,7 @@ class Engine:
         """The rows of the whole short prompts waiting to be read now (admitting what fits)."""
         with self._lock:
             self._reading.extend(self._admit())
-            return sum(
-                r.rows
-                for r in self._reading
-                if not r.cancelled and r.reading is None
-                and r.rows * r.prompt_tokens <= PREFILL_TOKENS
-            )  # fmt: skip
+            return sum(r.rows for r in self._reading if not r.cancelled and _short(r))
 
     def _read_prompts(
         self, lane: Any, cores: int
@@ -616,11 +613,7 @@ class Engine:
                 request.state = "done"
                 request.reading = None
                 request.post(("done", None))
-            short = [
-                r
-                for r in self._reading
-                if r.reading is None and r.rows * r.prompt_tokens <= PREFILL_TOKENS
-            ]
+            short = [r for r in self._reading if _short(r)]
             group: list[Request] = []
             rows = width = 0
             for request in short:
@@ -798,6 +791,12 @@ class Engine:
                 if state is not None:
                     stepper.generator.set_state(state)
             return [self._advance_one(running[i], mine, probs, n) for n, i in enumerate(members)]
+
+
+def _short(request: Request) -> bool:
+    """A prompt read whole in one pass beside others (not begun in parts, within
+    `PREFILL_TOKENS` over its rows)."""
+    return request.reading is None and request.rows * request.prompt_tokens <= PREFILL_TOKENS
 
 
 def _shares(parts: list[list[int]], running: list[Request]) -> list[list[int]]:

@@ -40,23 +40,39 @@ def race(probs: torch.Tensor, uniforms: torch.Tensor) -> int | None:
     where the shortcut would not give torch's answer (a uniform of exactly 0, where torch's
     ratio is 0/0 = NaN; or every ratio rounding to 0)."""
     kept = (probs > 0).nonzero().squeeze(-1)  # ascending, like argmax's scan
-    wait = (-torch.log1p(-uniforms[kept])).to(torch.float32)  # torch's exponential variates
-    ratio = probs[kept] / wait
+    ratio = probs[kept] / waits(uniforms[kept])
     best = int(torch.argmax(ratio))  # the first of equal ratios, as argmax over the full row
     if not float(ratio[best]) > 0 or float(uniforms.min()) == 0:
         return None
     return int(kept[best])
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """One token from `probs` (vocab,) float32, as `torch.multinomial(probs, 1, generator)`."""
+def waits(uniforms: torch.Tensor) -> torch.Tensor:
+    """torch's exponential variates from its float64 uniforms, stored as float32."""
+    return (-torch.log1p(-uniforms)).to(torch.float32)
+
+
+def _uniforms(
+    probs: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The generator's state, then the uniforms a draw over `probs` takes from it; None where
+    the shortcut does not apply (not checked against torch here, or not a distribution:
+    `torch.multinomial` raises its own error for those)."""
     if not _shortcut_allowed() or probs.dim() != 1:
-        return int(torch.multinomial(probs, 1, generator=generator)[0])
+        return None
     low, high = torch.aminmax(probs)
     if not (float(low) >= 0 and math.isfinite(float(high)) and float(high) > 0):
-        return int(torch.multinomial(probs, 1, generator=generator)[0])  # raises its own error
+        return None
     state = generator.get_state()
-    uniforms = torch.rand(probs.shape[0], dtype=torch.float64, generator=generator)
+    return state, torch.rand(probs.shape[0], dtype=torch.float64, generator=generator)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
+    """One token from `probs` (vocab,) float32, as `torch.multinomial(probs, 1, generator)`."""
+    taken = _uniforms(probs, generator)
+    if taken is None:
+        return int(torch.multinomial(probs, 1, generator=generator)[0])
+    state, uniforms = taken
     token = race(probs, uniforms)
     if token is None:  # replay the draw the slow way, from the same state
         generator.set_state(state)
@@ -90,13 +106,10 @@ def draw_clear(
         >>> torch.equal(generator.get_state(), before)  # put back: a tied token won
         True
     """
-    if not _shortcut_allowed() or probs.dim() != 1:
+    taken = _uniforms(probs, generator)
+    if taken is None:
         return None
-    low, high = torch.aminmax(probs)
-    if not (float(low) >= 0 and math.isfinite(float(high)) and float(high) > 0):
-        return None
-    state = generator.get_state()
-    uniforms = torch.rand(probs.shape[0], dtype=torch.float64, generator=generator)
+    state, uniforms = taken
     token = race(probs, uniforms)
     kept = probs > 0
     tied_probability = probs[doubtful].max()
@@ -107,9 +120,8 @@ def draw_clear(
         ids = rivals.nonzero()[:, 0]
         weight = probs[ids].clone()
         weight[torch.isin(ids, doubtful)] = tied_probability
-        wait = (-torch.log1p(-uniforms[ids])).to(torch.float32)
-        best_rival = float((weight / wait).max()) if len(ids) else 0.0
-        mine = float(probs[token] / (-torch.log1p(-uniforms[token : token + 1])).to(torch.float32))
+        best_rival = float((weight / waits(uniforms[ids])).max()) if len(ids) else 0.0
+        mine = float(probs[token] / waits(uniforms[token : token + 1]))
         if mine > best_rival * (1 + margin_of(int(kept.sum()))):
             return token
     generator.set_state(state)

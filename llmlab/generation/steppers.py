@@ -167,16 +167,14 @@ def advance_together(
     # sort (see `TopP.each_row`) and settled below only if the tie could change its draw or its
     # record: that sort is most of a step's choosing on a large vocabulary.
     ties: dict[int, torch.Tensor] = {}
+    last = first.shared_chain[-1] if first.shared_chain else None
+    nucleus = last if isinstance(last, TopP) and first.generator is not None else None
     before_cut = scores
-    for n, processor in enumerate(first.shared_chain):
-        each_row = getattr(processor, "each_row", None)
-        if (
-            isinstance(processor, TopP)
-            and first.generator is not None
-            and (n == len(first.shared_chain) - 1)
-        ):
-            before_cut, scores = scores, processor.each_row(scores, ties)
+    for processor in first.shared_chain:
+        if processor is nucleus:
+            before_cut, scores = scores, nucleus.each_row(scores, ties)
         else:
+            each_row = getattr(processor, "each_row", None)
             scores = each_row(scores) if each_row is not None else processor(scores)
     probs_after = torch.softmax(scores, dim=-1) if changed else probs_before
     count = first.settings["top_candidates"]
@@ -194,7 +192,7 @@ def advance_together(
                 ):
                     token = draw_clear(probs_after[i], stepper.generator, doubtful)
                 if token is None:  # the tie could matter: cut this row as transformers does
-                    scores[i] = first.shared_chain[-1].settle(before_cut[i])
+                    scores[i] = nucleus.settle(before_cut[i])
                     probs_after[i] = torch.softmax(scores[i : i + 1], dim=-1)[0]
             chosen.append(token if token is not None else draw(probs_after[i], stepper.generator))
     # A branch's imposed tokens take the place of the ones just chosen (the draw was made).
