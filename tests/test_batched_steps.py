@@ -288,3 +288,49 @@ def test_greedy_choice_from_the_top_candidates_equals_argmax_with_ties_and_nan()
     assert int((top.values[:, 0] == top.values[:, 1]).sum()) >= 2  # the tie route is taken
     assert greedy_choice(scores, top) == torch.argmax(scores, dim=-1).tolist()
     assert greedy_choice(scores) == torch.argmax(scores, dim=-1).tolist()
+
+
+def test_the_records_top_candidates_are_torch_topk_scores_from_each_row_alone(smollm2, gemma):
+    """`top_ids` gives each row the scores `torch.topk` gives, high to low, ids that hold them,
+    the same for a row alone as in any batch, and torch.topk's very ids wherever the best
+    k + 1 scores have no ties; on real rows (bfloat16 logits tie at the top in most rows) and
+    on rows made to take every way through it."""
+    from llmlab.generation.records import top_ids
+
+    blocks = []
+    for loaded in (smollm2, gemma):
+        batch = Batch(loaded.model, pad_id=0)
+        logits = batch.prefill([loaded.tokenizer(p)["input_ids"] for p, _ in MIXED])
+        blocks += [logits, logits.to(torch.bfloat16).float(), logits / 0.8]
+    generator = torch.Generator().manual_seed(0)
+    for vocab in (300, 49_152, 262_144, 262_144 + 81):
+        made = torch.randn(12, vocab, generator=generator) * 3
+        made[:6] = made[:6].to(torch.bfloat16).float()  # ties
+        made[0] = 1.0  # every score equal
+        made[1, 7] = math.nan
+        made[2, 100:200] = -math.nan
+        made[3] = -math.inf
+        made[3, 9] = 2.0
+        made[4, ::10] = 50.0  # more runs of the highest maximum than are taken
+        made[5, 1000:1300] = math.nan  # NaN, which topk ranks first, in two runs
+        made[6, -5:] = 40.0  # the best in the last, shorter run
+        made[7, [3, 90, 250]] = 30.0  # the k-th best tied with one left out
+        made[7, [5, 260]] = 31.0
+        made[8, 256 * 7 : 256 * 8] = 20.0  # one run holds all the best
+        blocks.append(made)
+    other_ids = 0
+    for block in blocks:
+        for k in (1, 3, 10):
+            top, reference = top_ids(block, k), torch.topk(block, k)
+            assert torch.equal(top.values.nan_to_num(), reference.values.nan_to_num())
+            picked = block.gather(-1, top.indices)
+            assert torch.equal(picked.nan_to_num(), top.values.nan_to_num())
+            assert all(len(set(row)) == k for row in top.indices.tolist())  # distinct ids
+            for row in range(block.shape[0]):
+                alone = top_ids(block[row : row + 1].clone(), k)
+                assert torch.equal(alone.indices[0], top.indices[row])
+            best = torch.sort(block, dim=-1, descending=True).values[:, : k + 1]
+            untied = (best[:, 1:] != best[:, :-1]).all(dim=-1) & ~best.isnan().any(dim=-1)
+            assert torch.equal(top.indices[untied], reference.indices[untied])
+            other_ids += int((top.indices != reference.indices).any(dim=-1).sum())
+    assert other_ids > 0  # among equal scores it took other ids than torch.topk somewhere

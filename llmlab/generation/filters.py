@@ -301,8 +301,12 @@ class TopP:
         highest_removed = values.gather(-1, (removed - 1).clamp(min=0)[:, None])
         tied = (removed > 0) & (highest_removed[:, 0] == lowest_kept[:, 0])
         # Every score below the lowest kept one is removed (nothing, when none is removed:
-        # then the lowest kept score is the row's lowest).
-        cut = torch.where(scores >= lowest_kept, scores, FILTER_VALUE)
+        # then the lowest kept score is the row's lowest): `threshold` keeps the scores above
+        # the float32 just below it, in one pass a row (a NaN row is cut again by the caller).
+        below = torch.nextafter(lowest_kept[:, 0], torch.tensor(-math.inf)).tolist()
+        cut = torch.empty_like(scores)
+        for row, limit in enumerate(below):
+            torch.threshold(scores[row], limit, FILTER_VALUE, out=cut[row])
         return cut, removed, lowest_kept[:, 0], tied, values[:, -1].isnan()
 
     def by_sorting(self, scores: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,13 @@ import torch
 
 from llmlab.generation.filter_steps import entropy_bits
 from llmlab.generation.filters import TopP
-from llmlab.generation.records import Candidate, IncrementalDecoder, StepRecord, TokenText
+from llmlab.generation.records import (
+    Candidate,
+    IncrementalDecoder,
+    StepRecord,
+    TokenText,
+    top_ids,
+)
 from llmlab.generation.sampling import draw, draw_clear
 from llmlab.generation.settings import SAMPLING, build_processors, run_processors
 
@@ -178,7 +184,7 @@ def advance_together(
             scores = each_row(scores) if each_row is not None else processor(scores)
     probs_after = torch.softmax(scores, dim=-1) if changed else probs_before
     count = first.settings["top_candidates"]
-    top = torch.topk(raw, min(count, raw.shape[-1]), dim=-1)  # the records' candidates
+    top = top_ids(raw, min(count, raw.shape[-1]))  # the records' candidates
     if first.generator is None:
         chosen = greedy_choice(scores, top if scores is raw else None)
     else:
@@ -229,7 +235,7 @@ def steps_alone(stepper: Any) -> bool:
 def greedy_choice(scores: torch.Tensor, top: Any = None) -> list[int]:
     """Each row's highest-scoring token, as `torch.argmax` picks it (the first one on a tie).
 
-    `top` is `torch.topk(scores, k)` when the caller has it (k >= 2): a row whose best score is
+    `top` is `top_ids(scores, k)` (or `torch.topk`) when the caller has it (k >= 2): a row whose best score is
     strictly above its second is answered from it, which saves a pass over the vocabulary; rows
     with a tie at the top (or NaN) are asked of `argmax` itself.
 
@@ -270,7 +276,7 @@ def candidate_tables(
         [0, 1]
     """
     if top is None:  # (rows, count)
-        top = torch.topk(logits, min(count, logits.shape[-1]), dim=-1).indices
+        top = top_ids(logits, min(count, logits.shape[-1])).indices
     wanted = torch.tensor(chosen, dtype=torch.long)[:, None]
     ids = torch.cat([top, wanted], dim=-1)  # (rows, count + 1); the last column maybe dropped
     table = torch.stack([t.gather(-1, ids) for t in (logits, probs_before, probs_after, scores)])
