@@ -467,6 +467,33 @@ def test_prompts_that_arrive_while_one_is_read_start_in_the_same_step(smollm2, m
         engine.close()
 
 
+def test_prompts_that_arrive_a_moment_apart_on_an_idle_engine_are_read_in_one_pass(smollm2):
+    """Four requests submitted 2 ms apart to an engine with nothing running are read in one
+    pass and step together from the first step (the engine waits while prompts keep coming),
+    and each equals `generate`; a lone request still starts after one short wait."""
+    from llmlab.generation import engine as engine_module
+
+    engine = Engine(model_name="gather")
+    prompts = ["Hello", "The capital of France is", "Water boils at", "Once upon a time"]
+    try:
+        requests = []
+        for prompt in prompts:
+            stepper = stepper_for(smollm2, prompt, {"strategy": "greedy"}, tokens=3)
+            requests.append(engine.submit(smollm2, stepper))
+            time.sleep(0.002)
+        for prompt, request in zip(prompts, requests, strict=True):
+            chosen = []
+            while (item := request.take(timeout=60)) is not None and item[0] != "done":
+                assert item[0] == "step", item
+                chosen.append(item[1].record.chosen_id)
+            assert chosen == hf_reference(smollm2, prompt, {"strategy": "greedy"})[:3]
+        assert engine.stats.prefills == 1  # all four prompts in one pass
+        assert engine.stats.steps == 2 and engine.stats.rows_stepped == 8
+        assert engine_module.GATHER_QUIET > 0.002  # the gap above is within the quiet time
+    finally:
+        engine.close()
+
+
 def test_max_tokens_from_env_names_the_variable():
     from llmlab.generation.engine import max_tokens_from_env
 
