@@ -86,13 +86,15 @@ def entropy_bits(probabilities: torch.Tensor) -> float:
     """Shannon entropy in bits; zero-probability tokens contribute nothing.
 
     `p ln p` is taken with the vectorised logarithm (the same terms as `torch.special.entr`, in
-    a third of the time); a removed token (p = 0) adds exactly 0.
+    a third of the time), in one buffer rather than a fresh tensor for each pass; a removed
+    token (p = 0) adds exactly 0.
 
     >>> round(entropy_bits(torch.tensor([0.5, 0.5, 0.0])), 6)  # float32: 1.0000000027
     1.0
     """
     p = probabilities.float()
-    terms = p * p.clamp_min(torch.finfo(torch.float32).tiny).log()
+    terms = p.clamp_min(torch.finfo(torch.float32).tiny)  # one buffer, worked in place
+    terms.log_().mul_(p)
     return max(-float(terms.sum()) / math.log(2), 0.0)
 
 

@@ -115,12 +115,20 @@ class TokenText:
 
     def __init__(self, tokenizer: Any):
         self.tokenizer = tokenizer
+        self._names: dict[int, Any] = {}  # this run's own, read without a lock
+
+    def _name(self, token_id: int) -> Any:
+        token_id = int(token_id)
+        name = self._names.get(token_id)
+        if name is None:
+            name = self._names[token_id] = token_name(self.tokenizer, token_id)
+        return name
 
     def __call__(self, token_id: int) -> str:
-        return token_name(self.tokenizer, token_id).label
+        return self._name(token_id).label
 
     def note(self, token_id: int) -> str:
-        return token_name(self.tokenizer, token_id).note
+        return self._name(token_id).note
 
     def text(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -207,15 +215,15 @@ class Top(NamedTuple):
 
 
 _CHUNK = 256  # `top_ids` first finds each run of this many scores' highest
-_RUNS_FROM = 131_072  # vocabularies from this size are looked at run by run
+_RUNS_FROM = 32_768  # vocabularies from this size are looked at run by run
 
 
 def top_ids(scores: torch.Tensor, k: int) -> Top:
     """The `k` highest scores of each row of (rows, vocab) float32 `scores` and their ids,
     high to low: the scores `torch.topk` gives, each row found from that row alone.
 
-    On a large vocabulary (Gemma 3's 262,144) `torch.topk` over every score is most of the
-    records' cost; here it runs only over the k runs of 256 scores with the highest maxima.
+    On a large vocabulary (SmolLM2's 49,152, Gemma 3's 262,144) `torch.topk` over every score
+    is most of the records' cost; here it runs only over the k runs of 256 scores with the highest maxima.
     No score left out can beat the k-th best: the k runs taken hold k scores at least as high
     as any maximum left out. One can only equal it, so among equal scores another order, or
     another one of them at the k-th place, may come than a `torch.topk` of the whole row
