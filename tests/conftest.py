@@ -42,9 +42,9 @@ _exit_status: list[int] = []
 # of its own. It starts with the run, at a lower priority (nice 5), so that it mostly takes the
 # cores the other tests leave idle; on a busy machine compiling takes several times as long, so
 # the check waits for it up to 1,400 s. tests/test_compiled.py reads its result when its turn
-# comes. The process
-# that starts it (pytest itself, or the controller of a run on several workers) makes its folder
-# and writes the exit status there once the check ends; a test waits for that file.
+# comes. The process that starts it (pytest itself, or the controller of a run on several
+# workers) makes its folder and writes the exit status there once the check ends; a test waits
+# for that file.
 _compiled_check: dict[str, object] = {}
 
 

@@ -470,7 +470,7 @@ def test_prompts_that_arrive_while_one_is_read_start_in_the_same_step(smollm2, m
 def test_prompts_that_arrive_a_moment_apart_on_an_idle_engine_are_read_in_one_pass(smollm2):
     """Four requests submitted 2 ms apart to an engine with nothing running are read in one
     pass and step together from the first step (the engine waits while prompts keep coming),
-    and each equals `generate`; a lone request still starts after one short wait."""
+    and each equals `generate`."""
     from llmlab.generation import engine as engine_module
 
     engine = Engine(model_name="gather")

@@ -223,11 +223,11 @@ def top_ids(scores: torch.Tensor, k: int) -> Top:
     high to low: the scores `torch.topk` gives, each row found from that row alone.
 
     On a large vocabulary (SmolLM2's 49,152, Gemma 3's 262,144) `torch.topk` over every score
-    is most of the records' cost; here it runs only over the k runs of 256 scores with the highest maxima.
-    No score left out can beat the k-th best: the k runs taken hold k scores at least as high
-    as any maximum left out. One can only equal it, so among equal scores another order, or
-    another one of them at the k-th place, may come than a `torch.topk` of the whole row
-    gives: the row alone decides which.
+    is most of the records' cost; here it runs only over the k runs of 256 scores with the
+    highest maxima. No score left out can beat the k-th best: the k runs taken hold k scores
+    at least as high as any maximum left out. One can only equal it, so among equal scores
+    another order, or another one of them at the k-th place, may come than a `torch.topk` of
+    the whole row gives: the row alone decides which.
 
         >>> top_ids(torch.tensor([[1.0, 3.0, 0.0, 2.0]]), 2)
         Top(values=tensor([[3., 2.]]), indices=tensor([[1, 3]]))

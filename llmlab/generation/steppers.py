@@ -235,9 +235,9 @@ def steps_alone(stepper: Any) -> bool:
 def greedy_choice(scores: torch.Tensor, top: Any = None) -> list[int]:
     """Each row's highest-scoring token, as `torch.argmax` picks it (the first one on a tie).
 
-    `top` is `top_ids(scores, k)` (or `torch.topk`) when the caller has it (k >= 2): a row whose best score is
-    strictly above its second is answered from it, which saves a pass over the vocabulary; rows
-    with a tie at the top (or NaN) are asked of `argmax` itself.
+    `top` is `top_ids(scores, k)` (or `torch.topk`) when the caller has it (k >= 2): a row
+    whose best score is strictly above its second is answered from it, which saves a pass over
+    the vocabulary; rows with a tie at the top (or NaN) are asked of `argmax` itself.
 
         >>> scores = torch.tensor([[0.0, 2.0, 1.0], [3.0, 1.0, 3.0]])
         >>> greedy_choice(scores, torch.topk(scores, 2)), greedy_choice(scores)
