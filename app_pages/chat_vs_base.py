@@ -68,7 +68,9 @@ SETTINGS = sharing.PageSettings(
         Choice("chat_model", "cvb-chat-model", CHAT_DEFAULT, always=True,
                options=tuple(CHAT_OPTIONS)),
         Text("chat_hub_id", "cvb-chat-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
-        Choice("precision", "cvb-dtype", "bfloat16", options=tuple(ui.PRECISIONS)),
+        # Starts on the precision measured faster on this machine; a link always names it.
+        Choice("precision", "cvb-dtype", ui.precision_choice(BASE_DEFAULT).dtype, always=True,
+               options=tuple(ui.PRECISIONS)),
         Choice("frame", "cvb-frame", "plain", options=tuple(FRAMES)),
         Flag("template", "cvb-template", True),
         Choice("strategy", "cvb-strategy", "greedy", options=tuple(STREAMING_STRATEGIES)),
@@ -135,7 +137,7 @@ with pick[1]:
         help="An instruction-tuned model with a chat template: it answers.",
     )  # fmt: skip
 
-dtype = ui.precision_picker("cvb-dtype")
+dtype = ui.precision_picker("cvb-dtype", base_name)
 
 side_tab, chat_tab, formats_tab = st.tabs(["Side by side", "Chat", "Chat formats"])
 

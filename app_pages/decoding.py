@@ -44,7 +44,9 @@ SETTINGS = sharing.PageSettings(
         Text("hub_id", "dec-model-hub-id", "", max_chars=ui.MAX_HUB_ID_CHARS),
         Flag("template", "dec-template", True),
         Choice("mode", "dec-mode", MODES[0], options=tuple(MODES)),
-        Choice("precision", "dec-dtype", "bfloat16", options=tuple(ui.PRECISIONS)),
+        # Starts on the precision measured faster on this machine; a link always names it.
+        Choice("precision", "dec-dtype", ui.precision_choice(MODEL_OPTIONS[0]).dtype,
+               always=True, options=tuple(ui.PRECISIONS)),
         Choice("strategy", "dec-strategy", "greedy", options=tuple(STRATEGIES)),
         Choices("compare", "dec-compare", ["greedy", "top_p"], options=tuple(STRATEGIES),
                 max_items=4),
@@ -101,7 +103,7 @@ with right:
         "none, so a base model always gets the plain text.",
     )
     mode = st.segmented_control("Mode", MODES, default=MODES[0], key="dec-mode")
-    dtype = ui.precision_picker("dec-dtype")
+    dtype = ui.precision_picker("dec-dtype", model_name)
 
 if mode == "Compare strategies":
     chosen = st.multiselect(

@@ -36,6 +36,14 @@ st.subheader("This copy of the lab")
 mode = lab_mode.current_mode()
 show = {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}
 show[mode.level](f"**{mode.title}.** {mode.message()}")
+starting_models = ui.picker_options(("base", "chat"))
+if starting_models:
+    # Which precision the pages start on is measured on this CPU (well under a second).
+    choice = ui.precision_choice(starting_models[0])
+    st.markdown(
+        f"**CPU:** {choice.cpu.summary()}.  \n**Precision:** {choice.explanation()} "
+        "The Decoding and Chat vs Base pages start on it (`LLMLAB_PRECISION` overrides it)."
+    )
 if mode.name == "hub":
     st.caption(
         "On a small server (Streamlit Community Cloud gives an app about 2.7 GB of memory), "

@@ -28,6 +28,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "load_model": ("llmlab.models", "load"),
     "LoadedModel": ("llmlab.models", "LoadedModel"),
     "ModelLoadError": ("llmlab.models", "ModelLoadError"),
+    # this machine: its CPU, and the precision measured faster on it
+    "cpu_facts": ("llmlab.cpu", "cpu_facts"),
+    "default_precision": ("llmlab.precision", "default_precision"),
     # tokenizers
     "load_tokenizer": ("llmlab.tokenization", "load"),
     "list_tokenizers": ("llmlab.tokenization", "list_tokenizers"),

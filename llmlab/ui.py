@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit.errors import DuplicateWidgetID
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from llmlab import assets, hub_limits, model_cache, registry
+from llmlab import assets, hub_limits, model_cache, precision, registry
 from llmlab.models import DamagedCopyError, LoadedModel, ModelLoadError
 from llmlab.tokenization.pieces import HEX_TAIL
 
@@ -477,29 +477,43 @@ def model_picker(
     return choice
 
 
-PRECISIONS = {
-    "bfloat16": "bfloat16 · faster",
-    "float32": "float32 · exact",
-}
+PRECISIONS = precision.PRECISIONS
 
 
-def precision_picker(key: str, default: str = "bfloat16") -> str:
+def precision_choice(model_name: str | None = None) -> precision.PrecisionChoice:
+    """The precision this machine runs `model_name` faster in for a class, measured once per
+    process (`llmlab.default_precision`). A bad `LLMLAB_PRECISION` is reported and measured
+    past."""
+    try:
+        return precision.default_precision(model_name)
+    except ValueError as error:
+        with contextlib.suppress(Exception):  # outside a page run (a test), only the log
+            st.warning(f"{error}; measuring instead.", icon=":material/warning:")
+        log.warning("%s; measuring instead", error)
+        return precision.default_precision(model_name, environ={})
+
+
+def precision_picker(key: str, model_name: str | None = None) -> str:
     """How the weights are held while the model runs (a dtype name for `get_model`).
 
-    bfloat16 is the default where the model writes many tokens: on this kind of CPU it generates
-    about 1.6x faster than float32 (bench/decoding.py). float32 gives the numbers that the tests
-    compare, digit for digit, with transformers.
+    It starts on the precision measured faster here for a class of 16 (`precision_choice`):
+    bfloat16 on a CPU with bfloat16 instructions, float32 on one without (AVX2 only), where
+    bfloat16 is converted to float32 and back for every product. Each label says what was
+    measured.
     """
+    choice = precision_choice(model_name)
+    labels = {dtype: choice.label(dtype) for dtype in PRECISIONS}
     return st.radio(
         "Precision",
         list(PRECISIONS),
-        index=list(PRECISIONS).index(default),
-        format_func=PRECISIONS.get,
+        index=list(PRECISIONS).index(choice.dtype),
+        format_func=labels.get,
         horizontal=True,
         key=key,
-        help="How each weight is stored while the model runs. bfloat16 keeps 8 bits of "
-        "precision instead of 24 and halves the memory: generation is about 1.6x faster and the "
-        "text is usually the same. float32 gives the exact numbers.",
+        help="How each weight is stored while the model runs. float32 gives the exact numbers "
+        "that transformers gives; bfloat16 keeps 8 bits of precision instead of 24 and halves "
+        "the memory, and the text is usually the same. Which one is faster depends on the "
+        f"CPU. {choice.explanation()}",
     )
 
 

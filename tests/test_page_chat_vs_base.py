@@ -19,7 +19,7 @@ from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
-from llmlab import chat, chat_formats, exports, page_state, registry, sharing, tokenization
+from llmlab import chat, chat_formats, exports, page_state, registry, sharing, tokenization, ui
 
 PAGE = "app_pages/chat_vs_base.py"
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,7 +260,7 @@ def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
     assert at.selectbox(key="cvb-base-model").value == BASE
     assert at.selectbox(key="cvb-chat-model").value == CHAT
     assert at.selectbox(key="cvb-talk-model").value == CHAT
-    assert at.radio(key="cvb-dtype").value == "bfloat16"
+    assert at.radio(key="cvb-dtype").value == ui.precision_choice(BASE).dtype
     assert at.radio(key="cvb-frame").value == "plain"
     assert at.toggle(key="cvb-template").value is True
     assert at.selectbox(key="cvb-strategy").value == "greedy"

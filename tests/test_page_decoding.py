@@ -15,6 +15,7 @@ from llmlab.generation import branching
 from llmlab.generation.decoding import generate
 
 MODEL = "smollm2-135m-instruct"
+MODEL_OPTIONS = ui.picker_options(("base", "chat"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -164,9 +165,12 @@ def test_a_link_reproduces_the_inputs_and_the_same_sampled_text(smollm2):
     assert again.session_state["dec-result"].text == expected.text
 
 
-def test_a_fresh_page_puts_only_the_model_in_the_link(app):
-    # Any other parameter here means a field's default differs from its widget's default.
-    assert {k for k in app.query_params} == {"model"}
+def test_a_fresh_page_puts_only_the_model_and_precision_in_the_link(app):
+    # Any other parameter here means a field's default differs from its widget's default. The
+    # precision is always named: the default is measured on each machine, and a link made on one
+    # must run in the same precision on another.
+    assert {k for k in app.query_params} == {"model", "precision"}
+    assert app.query_params["precision"] == ui.precision_choice(MODEL_OPTIONS[0]).dtype
     app.selectbox(key="dec-strategy").set_value("beam").run()
     app.slider(key="dec-beams").set_value(4).run()
     assert app.query_params["strategy"] == "beam" and app.query_params["beams"] == "4"
@@ -510,3 +514,23 @@ def test_the_temperature_ladder_in_the_browser(app_url, page, screenshots_dir):
     wait_for_app(page)
     no_exception(page)
     page.screenshot(path=str(screenshots_dir / "decoding-ladder.png"), full_page=True)
+
+
+@pytest.mark.parametrize("measured", ["float32", "bfloat16"])
+def test_the_precision_switch_starts_on_the_precision_chosen_here(monkeypatch, measured):
+    """The switch starts on what `llmlab.default_precision` chose (here forced through
+    LLMLAB_PRECISION, as a server would), and its labels say how it was chosen."""
+    monkeypatch.setenv("LLMLAB_PRECISION", measured)
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180).run()
+    at.switch_page("app_pages/decoding.py").run()
+    switch = at.radio(key="dec-dtype")
+    assert switch.value == measured and not at.exception
+    assert "set by LLMLAB_PRECISION" in switch.help
+    assert at.query_params["precision"] == measured
+
+
+@pytest.mark.parametrize("named", ["float32", "bfloat16"])
+def test_a_link_that_names_a_precision_keeps_it(named):
+    at = page_from_link({"model": MODEL, "precision": named})
+    assert at.radio(key="dec-dtype").value == named and not at.exception
+    assert at.query_params["precision"] == named
