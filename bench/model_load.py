@@ -93,4 +93,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from llmlab.cpu import print_header
+
+    if "--child" not in sys.argv:  # a child process prints only its figures
+        print_header()
     main()

@@ -76,4 +76,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from llmlab.cpu import print_header
+
+    print_header()
     main()
