@@ -52,6 +52,28 @@ def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _share_out_cores(config) -> None:
+    """On a run over several workers, give each worker cores of its own.
+
+    Each worker runs real models on torch's threads, one per core it may use. Two workers that
+    may both use both cores run four threads on two: an OpenMP team then waits at every
+    operator for a thread that the other worker's team has taken off a core, and a forward pass
+    can take ten times as long. With a core each, both run at full speed side by side, and the
+    servers and browsers a worker starts stay on its cores too.
+    """
+    if not _is_worker(config) or not hasattr(os, "sched_setaffinity"):
+        return
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(str(config.workerinput.get("workerid", "gw0")).removeprefix("gw") or 0)
+    cores = sorted(os.sched_getaffinity(0))
+    if count > 1 and len(cores) >= count:
+        os.sched_setaffinity(0, cores[index % count :: count])
+
+
+def pytest_configure(config):
+    _share_out_cores(config)  # before torch is imported, so that its thread count follows
+
+
 def _compiled_folder(config) -> Path:
     if _is_worker(config):
         return Path(config.workerinput["llmlab_compiled_check"])
