@@ -16,6 +16,13 @@ The limits come from environment variables, read by `limits_from_env`:
 four offline variants (Gemma 3 fp32 ~1.1 GB + bf16 ~0.55 GB, SmolLM2 fp32 ~0.55 GB + bf16
 ~0.27 GB, about 2.5 GB together) all stay resident.
 
+Those two count entries and weights. The real bound is the process's memory: given a
+`llmlab.memory.MemoryBudget` and a `needs(key)` estimate, a load first checks that what it needs
+fits between the RSS now and the limit; if not, the same model in another precision leaves first
+(`group_of`), then the least recently used models, until it fits, or the load is refused with
+`MemoryBudgetError` (a ValueError saying how much the model needs and how much the server has).
+A model that left the cache while a session still used it is taken back, not loaded twice.
+
 >>> cache = ModelCache(loader=lambda key: key.upper(), max_models=2, size_of=lambda v: 0)
 >>> cache.get("a"), cache.get("b"), cache.get("c")
 ('A', 'B', 'C')
@@ -25,13 +32,17 @@ four offline variants (Gemma 3 fp32 ~1.1 GB + bf16 ~0.55 GB, SmolLM2 fp32 ~0.55 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
+
+from llmlab.memory import MemoryBudget
 
 DEFAULT_MAX_MODELS = 4
 DEFAULT_MEMORY_GB = 4.0
@@ -124,6 +135,11 @@ class ModelCache:
         max_models: int = DEFAULT_MAX_MODELS,
         max_bytes: int = int(DEFAULT_MEMORY_GB * GB),
         size_of: Callable[[Any], int] = model_nbytes,
+        budget: MemoryBudget | None = None,
+        needs: Callable[[Hashable], int] | None = None,
+        group_of: Callable[[Hashable], Hashable] | None = None,
+        describe: Callable[[Hashable], str] = str,
+        on_evict: Callable[[Any], None] | None = None,
     ) -> None:
         if not isinstance(max_models, int) or isinstance(max_models, bool) or max_models < 1:
             raise ValueError(f"max_models={max_models!r} is not allowed: use an integer >= 1.")
@@ -133,9 +149,18 @@ class ModelCache:
         self.max_models = max_models
         self.max_bytes = max_bytes
         self.size_of = size_of
+        self.budget = budget
+        self.needs = needs or (lambda key: 0)
+        self.group_of = group_of
+        self.describe = describe
+        self.on_evict = on_evict  # called with a value the budget made leave, outside the lock
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()  # oldest first
         self._loading: dict[Hashable, Future] = {}
+        # Entries that left while someone may still hold them: taken back if asked for again.
+        self._gone: dict[Hashable, tuple[weakref.ref, int]] = {}
+        if budget is not None:
+            budget.add_reclaimer(self.evict_oldest)
         self.loads = 0  # how many times the loader ran (for tests and the Home page)
         self.evictions = 0
 
@@ -151,6 +176,9 @@ class ModelCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 return entry.value
+            alive = self._take_back(key)
+            if alive is not None:
+                return alive
             future = self._loading.get(key)
             owner = future is None
             if owner:
@@ -162,7 +190,7 @@ class ModelCache:
         if not owner:
             return future.result()  # re-raises the loader's error for every waiter
         try:
-            value = self.loader(key)
+            value = self._load_within_budget(key)
             nbytes = int(self.size_of(value))
         except BaseException as error:
             with self._lock:
@@ -176,6 +204,57 @@ class ModelCache:
             self._evict(room_for=0)
         future.set_result(value)
         return value
+
+    def _load_within_budget(self, key: Hashable) -> Any:
+        if self.budget is None:
+            return self.loader(key)
+        needed = int(self.needs(key))
+        if self.group_of is not None and self.budget.free() < needed:
+            # One precision of a model at a time when memory is short: its other copy goes first.
+            group = self.group_of(key)
+            with self._lock:
+                same = [k for k in self._entries if k != key and self.group_of(k) == group]
+                values = [self._drop(other) for other in same]
+            while values:  # and no reference left here: the load below needs their memory
+                self._evicted(values.pop())
+            if same:
+                self.budget.release()
+        with self.budget.reserve(needed, self.describe(key)):
+            return self.loader(key)
+
+    def _drop(self, key: Hashable) -> Any:
+        """Remove `key` from the cache (lock held), remembering it while someone still holds it;
+        returns its value."""
+        entry = self._entries.pop(key)
+        self.evictions += 1
+        with contextlib.suppress(TypeError):  # a value without weak references (a str, say)
+            self._gone[key] = (weakref.ref(entry.value), entry.nbytes)
+        return entry.value
+
+    def _evicted(self, value: Any) -> None:
+        if self.on_evict is not None:
+            self.on_evict(value)
+
+    def _take_back(self, key: Hashable) -> Any:
+        """The value of a `key` that left the cache but is still alive (lock held), or None."""
+        ref, nbytes = self._gone.pop(key, (None, 0))
+        for other in [k for k, (r, _) in self._gone.items() if r() is None]:
+            del self._gone[other]
+        value = ref() if ref is not None else None
+        if value is not None:
+            self._entries[key] = _Entry(value, nbytes)
+            self._evict(room_for=0)
+        return value
+
+    def evict_oldest(self) -> bool:
+        """Drop the least recently used entry; False when the cache is empty (the memory
+        budget's way of making room)."""
+        with self._lock:
+            if not self._entries:
+                return False
+            value = self._drop(next(iter(self._entries)))
+        self._evicted(value)
+        return True
 
     def _evict(self, room_for: int) -> None:
         """Drop least-recently-used entries until the limits hold (call with the lock held).
@@ -192,8 +271,7 @@ class ModelCache:
             over_bytes = room_for == 0 and self.nbytes() > self.max_bytes
             if not (over_count or over_bytes) or (room_for == 0 and len(self._entries) == 1):
                 return
-            self._entries.popitem(last=False)
-            self.evictions += 1
+            self._drop(next(iter(self._entries)))
 
     def nbytes(self) -> int:
         """Bytes held by the cached values (as measured by `size_of` when they were loaded)."""
@@ -218,8 +296,10 @@ class ModelCache:
     def discard(self, key: Hashable) -> bool:
         """Drop `key` if cached; True when it was there."""
         with self._lock:
+            self._gone.pop(key, None)
             return self._entries.pop(key, None) is not None
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._gone.clear()

@@ -138,27 +138,48 @@ def remove_converted(name: str) -> None:
 
 
 def _convert_into(staging: Path, spec: ModelSpec, gguf_path: Path, report: assets.Progress) -> None:
-    """De-quantize the GGUF file and write tokenizer, safetensors and stamp into `staging`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """De-quantize the GGUF file and write tokenizer, safetensors and stamp into `staging`.
+
+    One step at a time, each freed before the next: the tokenizer, then the config, then the
+    weights one tensor at a time (`llmlab.conversion`), so the peak stays near that of reading
+    the GGUF metadata (Gemma 3: about 1 GB, instead of 3.3 GB for a whole float32 model).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
+
+    from llmlab import conversion, memory
 
     hf_logging.disable_progress_bar()  # our own progress callback reports the steps
     started = time.perf_counter()
     report(0.1, f"{spec.name}: reading the tokenizer from GGUF")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    report(0.4, f"{spec.name}: de-quantizing the weights from GGUF (a one-time step)")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype="float32"
-    )
-    # The GGUF quantizer marks the model as "not serializable"; the weights are plain float32
-    # tensors by now, so drop the marker and save them as an ordinary model.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.config.name_or_path = spec.name
-    report(0.8, f"{spec.name}: writing safetensors")
     tokenizer.save_pretrained(staging)
-    model.save_pretrained(staging, safe_serialization=True)
+    del tokenizer
+    memory.release_memory()
+    report(0.3, f"{spec.name}: reading the model's configuration from GGUF")
+    config = AutoConfig.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    memory.release_memory()
+    with torch.device("meta"):  # only the class and its defaults, no weights
+        skeleton = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # What `save_pretrained` of the loaded model wrote: its class, its dtype, and no GGUF
+    # quantization marker (the weights are plain float32 tensors).
+    config.architectures = [type(skeleton).__name__]
+    config.dtype = torch.float32
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = spec.name
+    generation = skeleton.generation_config or GenerationConfig.from_model_config(config)
+    del skeleton
+    report(0.4, f"{spec.name}: de-quantizing the weights from GGUF (a one-time step)")
+    conversion.write_safetensors(
+        gguf_path,
+        config,
+        staging,
+        lambda fraction: report(0.4 + 0.55 * fraction, f"{spec.name}: writing safetensors"),
+    )
+    config.save_pretrained(staging)
+    generation.save_pretrained(staging)
     stamp = {
         "format": CONVERSION_FORMAT,
         "source": f"{spec.pack}/{spec.gguf_file}",
@@ -286,6 +307,59 @@ def load(name: str, dtype: str = "float32", progress: assets.Progress | None = N
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec.name, model, tokenizer, _facts(spec, model, tokenizer, dtype, location))
+
+
+# What a load needs beyond its weights: the first forward passes' activations and the
+# allocator's slack (SmolLM2 float32: RSS 436 -> 985 MB with a 538 MB file after one forward).
+LOAD_MARGIN_BYTES = 64 * 1024**2
+# A first conversion's peak above the process before it, per byte of GGUF file: reading the
+# metadata (vocabulary, merges) through transformers dominates. Measured with `llmlab.conversion`
+# in a fresh process (about 300 MB before it): SmolLM2 (98 MB file) peaked at 606 MB, Gemma 3
+# (253 MB) at 1,048 MB; the whole-model conversion before it peaked at 1,240 and 3,322 MB.
+CONVERSION_BYTES_PER_GGUF_BYTE = 3
+
+
+def memory_needed(name: str, dtype: str = "float32") -> int:
+    """About how many bytes of RSS loading `name` in `dtype` adds to this process (its peak).
+
+    A float32 load memory-maps the converted safetensors file, and every page of it becomes
+    resident once the model runs: the file's size. Another dtype reads that file and keeps a
+    converted copy: both at once at the peak (SmolLM2 bfloat16: 450 -> 1,248 MB peak). A model
+    not yet converted needs its conversion's peak first, when that is higher. A Hub model's size
+    comes from the Hub's metadata (one request, as `load` makes).
+
+    >>> memory_needed("smollm2-135m-instruct", "float16")
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype='float16' is not supported; allowed: float32, bfloat16
+    """
+    spec = resolve_model(name)
+    size = _torch_dtype(dtype).itemsize
+    if spec.source == "offline":
+        folder = converted_dir(spec.name)
+        files = sorted(folder.glob("*.safetensors")) if is_converted(spec.name) else []
+        if files:
+            float32_bytes = sum(path.stat().st_size for path in files)
+            converting = 0
+        else:
+            from llmlab import conversion
+
+            try:
+                gguf_path = assets.pack_path(spec.pack, spec.gguf_file)  # type: ignore[arg-type]
+            except assets.AssetError as error:
+                raise ModelLoadError(str(error)) from error
+            float32_bytes = conversion.float32_bytes(gguf_path)
+            converting = CONVERSION_BYTES_PER_GGUF_BYTE * gguf_path.stat().st_size
+    else:
+        if not hub_available():
+            return LOAD_MARGIN_BYTES  # `load` says why it cannot; nothing will be loaded
+        hub_id = str(spec.hub_id)
+        parameters = hub_limits.check_hub_model(hub_id, _check_on_hub(hub_id)).parameters
+        float32_bytes = 4 * int(parameters or 0)
+        converting = 0
+    weights = float32_bytes // 4 * size
+    reading = float32_bytes if size != 4 else 0  # the float32 file, read while converting
+    return max(converting, weights + reading) + LOAD_MARGIN_BYTES
 
 
 def _first_line(error: BaseException) -> str:

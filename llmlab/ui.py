@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit.errors import DuplicateWidgetID
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from llmlab import assets, hub_limits, model_cache, precision, registry
+from llmlab import assets, hub_limits, memory, model_cache, precision, registry
 from llmlab.models import DamagedCopyError, LoadedModel, ModelLoadError
 from llmlab.tokenization.pieces import HEX_TAIL
 
@@ -179,18 +179,50 @@ def _load_model(key: tuple[str, str]) -> LoadedModel:
     return loaded
 
 
+def _describe_model(key: tuple[str, str]) -> str:
+    name, dtype = key
+    try:
+        title = registry.resolve_model(name).title
+    except ValueError:
+        title = name
+    return f"{title} in {dtype}"
+
+
+def _rest_engine(loaded: LoadedModel) -> None:
+    """An evicted model's idle engine thread ends now, so that its memory is freed at once."""
+    from llmlab.generation import engine
+
+    engine.rest_engine_of(loaded.model)
+
+
+def _memory_needed(key: tuple[str, str]) -> int:
+    from llmlab import models
+
+    return models.memory_needed(*key)
+
+
 @st.cache_resource(show_spinner=False)
 def _model_cache() -> tuple[model_cache.ModelCache, str]:
     """The one model cache of this server process, and a configuration warning (or "").
 
     Every session shares it: a model is loaded once, kept while it is among the most recently
-    used (limits from LLMLAB_MAX_MODELS and LLMLAB_MODEL_MEMORY_GB), and never mutated.
+    used (limits from LLMLAB_MAX_MODELS and LLMLAB_MODEL_MEMORY_GB) and while the process's
+    memory allows (LLMLAB_MEMORY_LIMIT_GB, `llmlab.memory`), and never mutated.
     """
+    budget = memory.shared_budget()
+    keep = {
+        "budget": budget,
+        "needs": _memory_needed,
+        "group_of": lambda key: key[0],  # the same model in another precision leaves first
+        "describe": _describe_model,
+        "on_evict": _rest_engine,
+    }
     try:
-        return model_cache.ModelCache.from_env(_load_model), ""
+        return model_cache.ModelCache.from_env(_load_model, **keep), budget.warning
     except ValueError as error:  # a bad variable must not take the whole app down
         log.warning("model cache limits: %s; using the defaults", error)
-        return model_cache.ModelCache(_load_model), f"{error} Using the defaults instead."
+        warning = " ".join(filter(None, [f"{error} Using the defaults instead.", budget.warning]))
+        return model_cache.ModelCache(_load_model, **keep), warning
 
 
 def loaded_model_names() -> set[str]:

@@ -12,7 +12,10 @@ import pytest
 
 from llmlab import model_cache
 from llmlab.generation.decoding import generate
+from llmlab.memory import MemoryBudget, MemoryBudgetError
 from llmlab.model_cache import GB, CacheLimits, ModelCache, limits_from_env, model_nbytes
+
+MODEL = "smollm2-135m-instruct"
 
 
 class Weights:
@@ -264,3 +267,146 @@ def test_a_real_model_evicted_mid_generation_finishes_unchanged(smollm2):
     rest = list(stream)
     expected = generate(smollm2, "Once upon a time", max_new_tokens=6).new_ids
     assert [first.chosen_id, *(s.chosen_id for s in rest)] == expected == stream.result.new_ids
+
+
+# --- the memory budget --------------------------------------------------------------------------
+
+
+class Process:
+    """A fake process whose RSS is a base plus the weights of every value still alive."""
+
+    def __init__(self, base: int = 100):
+        self.base = base
+        self.alive: weakref.WeakSet[Weights] = weakref.WeakSet()
+
+    def rss(self) -> int:
+        return self.base + sum(w.nbytes for w in self.alive)
+
+
+def budgeted(limit: int, sizes: dict[tuple[str, str], int], max_models: int = 8):
+    process = Process()
+    calls: list[tuple[str, str]] = []
+
+    def load(key):
+        calls.append(key)
+        weights = Weights(key, sizes[key])
+        process.alive.add(weights)
+        return weights
+
+    budget = MemoryBudget(limit, rss=process.rss, release=gc.collect)
+    cache = ModelCache(
+        load,
+        max_models=max_models,
+        max_bytes=100 * GB,
+        size_of=lambda w: w.nbytes,
+        budget=budget,
+        needs=lambda key: sizes[key],
+        group_of=lambda key: key[0],
+        describe=lambda key: f"{key[0]} in {key[1]}",
+    )
+    return cache, budget, process, calls
+
+
+SIZES = {
+    ("gemma", "float32"): 1100,
+    ("gemma", "bfloat16"): 550,
+    ("smol", "float32"): 550,
+    ("smol", "bfloat16"): 270,
+}
+
+
+def test_a_load_that_does_not_fit_evicts_the_least_recently_used_first():
+    cache, budget, process, _ = budgeted(2000, SIZES)
+    cache.get(("smol", "float32"))
+    cache.get(("smol", "bfloat16"))
+    cache.get(("smol", "float32"))  # bfloat16 is now the least recently used
+    assert process.rss() == 920
+    cache.get(("gemma", "float32"))  # 920 + 1100 > 2000: one model must go, the older one
+    assert cache.keys() == [("smol", "float32"), ("gemma", "float32")]
+    assert process.rss() == 1750 <= budget.limit
+
+
+def test_the_same_model_in_another_precision_leaves_first():
+    cache, budget, process, _ = budgeted(1800, SIZES)
+    cache.get(("gemma", "float32"))
+    cache.get(("smol", "bfloat16"))  # the most recent; gemma float32 is the LRU either way
+    cache.get(("smol", "float32"))  # 1370 + 550 > 1800: smol bfloat16 goes, not gemma
+    assert cache.keys() == [("gemma", "float32"), ("smol", "float32")]
+    assert process.rss() == 1750
+
+
+def test_a_load_that_cannot_fit_is_refused_with_the_figures_and_the_cache_still_serves():
+    cache, budget, process, calls = budgeted(1000, SIZES)
+    held = cache.get(("smol", "float32"))  # a session is generating with it
+    with pytest.raises(MemoryBudgetError) as caught:
+        cache.get(("gemma", "float32"))
+    message = str(caught.value)
+    assert "gemma in float32 needs about" in message and "this server may use" in message
+    assert ("gemma", "float32") not in cache and calls == [("smol", "float32")]
+    assert held is not None and process.rss() == 650  # nothing was loaded beside it
+    assert cache.get(("smol", "bfloat16")).nbytes == 270  # smaller loads still work
+    del held
+
+
+def test_a_model_still_in_use_is_taken_back_instead_of_loaded_twice():
+    cache, _, process, calls = budgeted(2000, SIZES, max_models=1)
+    in_use = cache.get(("smol", "float32"))
+    cache.get(("smol", "bfloat16"))  # the count cap evicts float32, which a session still holds
+    assert cache.get(("smol", "float32")) is in_use
+    assert calls == [("smol", "float32"), ("smol", "bfloat16")]
+    del in_use
+    cache.get(("smol", "bfloat16"))
+    gc.collect()
+    cache.get(("smol", "float32"))  # nobody held it any more: loaded again
+    assert calls[-1] == ("smol", "float32") and len(calls) == 4
+
+
+def test_concurrent_loads_count_each_others_reservations():
+    sizes = {("a", "float32"): 600, ("b", "float32"): 600}
+    started = threading.Barrier(2)
+    release = threading.Event()
+    process = Process()
+
+    def load(key):
+        weights = Weights(key, sizes[key])
+        if key[0] == "a":
+            started.wait()
+            release.wait(10)
+        process.alive.add(weights)
+        return weights
+
+    budget = MemoryBudget(1000, rss=process.rss, release=gc.collect)
+    cache = ModelCache(load, size_of=lambda w: w.nbytes, budget=budget, needs=sizes.__getitem__)
+    thread = threading.Thread(target=cache.get, args=(("a", "float32"),))
+    thread.start()
+    started.wait()  # "a" is loading: 600 bytes are promised, but not in RSS yet
+    with pytest.raises(MemoryBudgetError):
+        cache.get(("b", "float32"))
+    release.set()
+    thread.join(10)
+    assert cache.keys() == [("a", "float32")]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_an_evicted_model_gives_its_memory_back(dtype):
+    """In a process of its own (other tests' models would blur the figures): SmolLM2 loaded
+    through the cache, used by a forward pass and its engine, then evicted."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "tests" / "memory_release_check.py"), MODEL, dtype],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rss = json.loads(done.stdout.strip().splitlines()[-1])  # MB
+    assert rss["loaded"] - rss["before"] > 200  # the model was really in memory ...
+    assert rss["after"] - rss["before"] < 200, rss  # ... and left it

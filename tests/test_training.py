@@ -373,3 +373,38 @@ def test_counts_of_the_snapshot_tokens_are_probabilities(trained):
     probe = trained.snapshots[-1].probe
     assert len(probe) == loop.PROBE_SHOWN and 0 < sum(p for _, p in probe) <= 1.0 + 1e-6
     assert Counter(token for token, _ in probe).most_common(1)[0][1] == 1
+
+
+def test_a_run_counts_toward_the_memory_budget(small_text):
+    from llmlab.memory import MemoryBudget
+
+    prepared = loop.prepare(small_text, loop.TrainSettings(preset="tiny"))
+    settings = loop.TrainSettings(steps=2, **TINY)
+    needed = jobs.memory_needed(settings, prepared.tokenizer.vocab_size)
+    rss = 500 * 1024**2
+    unloaded = []
+
+    def unload() -> bool:  # a model cache with one model to give up
+        unloaded.append(True)
+        return len(unloaded) == 1
+
+    tight = MemoryBudget(rss + needed // 2, rss=lambda: rss, release=lambda: None)
+    tight.add_reclaimer(unload)
+    refused = jobs.TrainingJob(prepared, settings, slots=jobs.TrainingSlots(), budget=tight)
+    refused.start().join(60)
+    assert refused.state == "failed" and refused.result is None
+    assert "Training did not start" in refused.message and "needs about" in refused.message
+    assert len(unloaded) == 2  # the cache was asked to make room first
+
+    roomy = MemoryBudget(rss + 2 * needed, rss=lambda: rss, release=lambda: None)
+    job = jobs.TrainingJob(prepared, settings, slots=jobs.TrainingSlots(), budget=roomy)
+    job.start().join(120)
+    assert job.state == "finished" and roomy.reserved() == 0  # the run's share is given back
+
+
+def test_the_training_estimate_grows_with_the_model():
+    sizes = [jobs.memory_needed(loop.TrainSettings(preset=p), 87) for p in ("tiny", "large")]
+    assert sizes[0] < sizes[1]
+    assert jobs.memory_needed(loop.TrainSettings(), 512) > jobs.memory_needed(
+        loop.TrainSettings(), 87
+    )

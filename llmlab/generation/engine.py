@@ -572,6 +572,16 @@ class Engine:
                     each.batch.reset()
                     each.requests, each.logits = [], None
 
+    def rest(self, timeout: float = 5.0) -> bool:
+        """End the scheduler thread now when it has nothing to do, instead of after
+        `IDLE_SECONDS`; True when no thread is left. The thread holds its model, so a model the
+        cache let go of is freed at once (the next request starts a new thread)."""
+        with self._lock:
+            if self._waiting or self._reading or self._running:
+                return False
+            self._lock.notify_all()  # the idle wait ends, finds nothing waiting, and returns
+        return self.wait_rested(timeout)
+
     def _gather(self) -> None:
         """With the lock held and nothing running: wait while prompts keep arriving (see
         `GATHER_QUIET`), admitting them, until none has come for a moment or the time is up."""
@@ -895,6 +905,13 @@ def engine_for(loaded: Any) -> Engine:
             _engines[loaded.model] = engine
             compiled_for(loaded.model)  # compiling starts now, in the background
         return engine
+
+
+def rest_engine_of(model: Any) -> bool:
+    """Rest the engine of `model` if it has one and it is idle (see `Engine.rest`)."""
+    with _engines_lock:
+        engine = _engines.get(model)
+    return engine is None or engine.rest()
 
 
 @atexit.register

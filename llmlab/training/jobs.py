@@ -27,10 +27,33 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from llmlab import memory
 from llmlab.training.loop import PreparedText, Progress, TrainingResult, TrainSettings, train
+from llmlab.training.presets import get_preset, parameter_count
 
 log = logging.getLogger("llmlab.training")
 DEFAULT_MAX_TRAININGS = 1
+# A run's memory, fitted to two measured runs on Botchan (characters, 20 steps; the process's
+# peak RSS above its RSS before training): "small" +316 MB, "large" +1,339 MB. Activations kept
+# for the backward pass dominate: about 400 bytes per (window x position x width x layer),
+# over a fixed ~110 MB (autograd, the optimizer's threads).
+FIXED_BYTES = 112 * 1024**2
+BYTES_PER_ACTIVATION = 400
+
+
+def memory_needed(settings: TrainSettings, vocab_size: int) -> int:
+    """About how much RSS a training run adds at its peak: weights, gradients and Adam's two
+    moments (16 bytes per parameter), activations, and the logits with their gradient.
+
+    >>> round(memory_needed(TrainSettings(preset="large"), 87) / 1024**2)
+    1388
+    """
+    preset = get_preset(settings.preset)
+    parameters = parameter_count(preset, vocab_size)
+    positions = preset.batch * preset.context
+    activations = BYTES_PER_ACTIVATION * positions * preset.width * preset.layers
+    logits = 4 * 4 * positions * vocab_size
+    return FIXED_BYTES + 16 * parameters + activations + logits
 
 
 def max_trainings_from_env(environ: dict[str, str] | None = None) -> int:
@@ -122,10 +145,12 @@ class TrainingJob:
         settings: TrainSettings,
         slots: TrainingSlots | None = None,
         heartbeat_seconds: float | None = None,
+        budget: memory.MemoryBudget | None = None,
     ):
         self.prepared = prepared
         self.settings = settings.check()
         self.slots = slots or shared_slots()
+        self.budget = budget or memory.shared_budget()
         self.heartbeat_seconds = heartbeat_seconds
         self.progress = Progress()
         self.state = "queued"
@@ -172,14 +197,21 @@ class TrainingJob:
                 self.state, self.message = "stopped", "Stopped before it started."
                 return
             try:
-                self.state = "running"
-                self.result = train(
-                    self.prepared.text,
-                    self.settings,
-                    should_stop=self._should_stop,
-                    progress=self.progress,
-                    prepared=self.prepared,
-                )
+                needed = memory_needed(self.settings, self.prepared.tokenizer.vocab_size)
+                # Counted against the server's memory for the whole run (models leave the
+                # cache to make room); refused, with the figures, when it cannot fit.
+                with self.budget.reserve(needed, "This training run", lasting=True):
+                    self.state = "running"
+                    self.result = train(
+                        self.prepared.text,
+                        self.settings,
+                        should_stop=self._should_stop,
+                        progress=self.progress,
+                        prepared=self.prepared,
+                    )
+            except memory.MemoryBudgetError as error:
+                self.state, self.message = "failed", f"Training did not start: {error}"
+                return
             finally:
                 self.slots.release(self)
             self.message = self.result.message

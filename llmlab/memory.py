@@ -1,0 +1,317 @@
+"""The server's memory budget: the most its resident memory (RSS) may reach, measured.
+
+One server process serves every visitor, and where it runs in a container (Streamlit Community
+Cloud gives an app 2.7 GB) going over the container's limit ends the app for all of them. So the
+lab keeps the process's RSS under a limit:
+
+* `LLMLAB_MEMORY_LIMIT_GB` when it is set;
+* else the container's limit: cgroup v2 `memory.max`, or cgroup v1 `memory.limit_in_bytes`
+  ("max", or a value above the machine's memory, means there is none);
+* else the machine's memory.
+
+Before something large is loaded (a model, a training run), `MemoryBudget.reserve` checks that
+the RSS now, plus what other loads in progress have reserved, plus what this one needs, stays
+under the limit; when it does not, it asks the model cache to let go of models, least recently
+used first, and gives their memory back to the system (`release_memory`), until it fits or
+nothing is left to let go: then `MemoryBudgetError` says what was needed and what the server has.
+
+>>> limit = memory_limit({"LLMLAB_MEMORY_LIMIT_GB": "2.7"})
+>>> limit.source, round(limit.nbytes / GB, 1)
+('LLMLAB_MEMORY_LIMIT_GB', 2.7)
+>>> budget = MemoryBudget(limit=1000, rss=lambda: 600)
+>>> with budget.reserve(300, "a model"):
+...     budget.free()
+100
+>>> budget.reserve(500, "a second model").__enter__()
+Traceback (most recent call last):
+...
+llmlab.memory.MemoryBudgetError: a second model needs about 0.00 GB of memory; this server may use 0.00 GB (LLMLAB_MEMORY_LIMIT_GB), and 0.00 GB of that is free with nothing left to unload. Try again when other visitors are done, or ask whoever runs the lab to raise LLMLAB_MEMORY_LIMIT_GB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import inspect
+import itertools
+import logging
+import math
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LIMIT_VARIABLE = "LLMLAB_MEMORY_LIMIT_GB"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+GB = 1024**3
+MB = 1024**2
+log = logging.getLogger("llmlab.memory")
+
+
+class MemoryBudgetError(ValueError):
+    """Something does not fit in the server's memory; the message says how much it needs and
+    how much the server has."""
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The most the server's RSS may reach, and where that figure comes from."""
+
+    nbytes: int
+    source: str  # LIMIT_VARIABLE, "container (cgroup v2)", "container (cgroup v1)" or "machine"
+
+    def describe(self) -> str:
+        """
+        >>> MemoryLimit(int(2.7 * GB), "container (cgroup v2)").describe()
+        '2.7 GB (the container limit, cgroup v2)'
+        """
+        where = {
+            LIMIT_VARIABLE: LIMIT_VARIABLE,
+            "container (cgroup v2)": "the container limit, cgroup v2",
+            "container (cgroup v1)": "the container limit, cgroup v1",
+            "machine": "the machine's memory",
+        }.get(self.source, self.source)
+        return f"{gigabytes(self.nbytes)} ({where})"
+
+
+def gigabytes(nbytes: int | float) -> str:
+    """
+    >>> gigabytes(1.5 * GB), gigabytes(300 * MB)
+    ('1.5 GB', '0.29 GB')
+    """
+    value = nbytes / GB
+    return f"{value:.1f} GB" if value >= 1 else f"{value:.2f} GB"
+
+
+def machine_memory() -> int:
+    """The machine's physical memory, in bytes."""
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def container_limit(cgroup_root: Path = CGROUP_ROOT) -> tuple[int, str] | None:
+    """The container's memory limit in bytes and which cgroup version set it, or None.
+
+    cgroup v2 writes "max" for no limit; cgroup v1 writes a huge number (9223372036854771712).
+    Unreadable or malformed files count as no limit.
+    """
+    for path, source in (
+        (cgroup_root / "memory.max", "container (cgroup v2)"),
+        (cgroup_root / "memory" / "memory.limit_in_bytes", "container (cgroup v1)"),
+    ):
+        try:
+            text = path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text == "max":
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        if value > 0:
+            return value, source
+    return None
+
+
+def memory_limit(
+    environ: Mapping[str, str] | None = None,
+    cgroup_root: Path = CGROUP_ROOT,
+    machine: int | None = None,
+) -> MemoryLimit:
+    """The server's memory limit: `LLMLAB_MEMORY_LIMIT_GB`, else the container's, else the
+    machine's memory (a container limit above the machine's memory is no limit).
+
+    Raises ValueError naming the variable, its value and what is allowed for a bad setting.
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(LIMIT_VARIABLE, "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):  # also rejects NaN
+            raise ValueError(
+                f"{LIMIT_VARIABLE}={text!r} is not allowed: use a positive number of gigabytes "
+                "(e.g. 2.7), the most memory this server may use."
+            )
+        return MemoryLimit(int(value * GB), LIMIT_VARIABLE)
+    total = machine_memory() if machine is None else machine
+    found = container_limit(cgroup_root)
+    if found is not None and found[0] < total:
+        return MemoryLimit(*found)
+    return MemoryLimit(total, "machine")
+
+
+def current_rss() -> int:
+    """This process's resident memory now, in bytes."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def peak_rss() -> int:
+    """This process's highest resident memory so far, in bytes (Linux reports kilobytes)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+_libc: list[ctypes.CDLL | None] = []
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system.
+
+    `gc.collect()` frees what only reference cycles still held. Freed memory then stays in the
+    C allocator's heap, counted in RSS, until glibc's `malloc_trim(0)` returns it: measured on
+    SmolLM2 in bfloat16, RSS fell from 577 MB to 474 MB (450 MB before the model was loaded).
+    A float32 model read from the safetensors cache is memory-mapped, and freeing it unmaps it.
+    """
+    gc.collect()
+    if not _libc:
+        name = ctypes.util.find_library("c")
+        try:
+            libc = ctypes.CDLL(name) if name else None
+            if libc is not None and not hasattr(libc, "malloc_trim"):  # musl, macOS: none
+                libc = None
+        except OSError:
+            libc = None
+        _libc.append(libc)
+    if _libc[0] is not None:
+        _libc[0].malloc_trim(0)
+
+
+class MemoryBudget:
+    """The process's RSS kept under `limit` bytes, shared by every loader of the process.
+
+    `rss()` measures the process now; `reclaimers` are asked, in turn, to let go of one thing
+    each (True when they did) when a reservation does not fit; `release()` then gives the memory
+    back to the system before RSS is measured again.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        rss: Callable[[], int] = current_rss,
+        release: Callable[[], None] = release_memory,
+        source: str = LIMIT_VARIABLE,
+    ) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit={limit!r} is not allowed: use a number of bytes >= 1.")
+        self.limit = limit
+        self.source = source
+        self.rss = rss
+        self.release = release
+        self._lock = threading.RLock()
+        self._reserved: dict[int, tuple[int, int | None]] = {}  # nbytes, RSS at the start
+        self._keys = itertools.count()
+        self._reclaimers: list[Callable[[], Callable[[], bool] | None]] = []
+        self.refused = 0  # how many reservations did not fit
+        self.warning = ""  # a configuration problem to show, or ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs) -> MemoryBudget:
+        limit = memory_limit(environ)
+        return cls(limit.nbytes, source=limit.source, **kwargs)
+
+    def describe(self) -> str:
+        return MemoryLimit(self.limit, self.source).describe()
+
+    def add_reclaimer(self, reclaim: Callable[[], bool]) -> None:
+        """`reclaim()` lets go of one thing, True when it did. A bound method is held weakly: a
+        model cache that is itself dropped leaves the budget too."""
+        ref: Callable[[], Callable[[], bool] | None]
+        ref = weakref.WeakMethod(reclaim) if inspect.ismethod(reclaim) else lambda: reclaim
+        with self._lock:
+            self._reclaimers.append(ref)
+
+    def reserved(self, rss: int | None = None) -> int:
+        """Bytes promised to work in progress and not yet in RSS. A lasting reservation (a
+        training run) counts only what RSS has not grown by since it began."""
+        with self._lock:
+            now = self.rss() if rss is None else rss
+            total = 0
+            for nbytes, started in self._reserved.values():
+                grown = 0 if started is None else max(0, now - started)
+                total += max(0, nbytes - grown)
+            return total
+
+    def free(self) -> int:
+        """What is left under the limit after RSS and the reservations (may be negative)."""
+        with self._lock:
+            rss = self.rss()
+            return self.limit - rss - self.reserved(rss)
+
+    def _reclaim_one(self) -> bool:
+        self._reclaimers = [ref for ref in self._reclaimers if ref() is not None]
+        for ref in list(self._reclaimers):
+            reclaim = ref()
+            if reclaim is not None and reclaim():
+                self.release()
+                return True
+        return False
+
+    def make_room(self, nbytes: int) -> bool:
+        """Let go of what the reclaimers offer until `nbytes` fit; False when they cannot."""
+        with self._lock:
+            while self.free() < nbytes:
+                if not self._reclaim_one():
+                    return False
+            return True
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int, what: str, lasting: bool = False) -> Iterator[None]:
+        """Hold `nbytes` for the block, after making room for them.
+
+        A load holds its whole figure until it ends (its memory is then in RSS). A `lasting`
+        block (a training run, whose memory rises and falls with every step) holds what RSS has
+        not yet grown by since it began, so what it already uses is not counted twice.
+        Raises MemoryBudgetError, naming `what`, when they cannot fit.
+        """
+        with self._lock:
+            if not self.make_room(nbytes):
+                self.refused += 1
+                raise MemoryBudgetError(self.refusal(nbytes, what))
+            key = next(self._keys)
+            self._reserved[key] = (nbytes, self.rss() if lasting else None)
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._reserved[key]
+
+    def refusal(self, nbytes: int, what: str) -> str:
+        return (
+            f"{what} needs about {gigabytes(nbytes)} of memory; this server may use "
+            f"{MemoryLimit(self.limit, self.source).describe()}, and "
+            f"{gigabytes(max(0, self.free()))} of "
+            "that is free with nothing left to unload. Try again when other visitors are done, "
+            f"or ask whoever runs the lab to raise {LIMIT_VARIABLE}."
+        )
+
+
+_shared: list[MemoryBudget] = []
+_shared_lock = threading.Lock()
+
+
+def shared_budget() -> MemoryBudget:
+    """The process's one budget: the model cache and the trainings count toward it. A bad
+    `LLMLAB_MEMORY_LIMIT_GB` is set aside (the container's or the machine's limit serves) and
+    kept in `.warning` for the Home page."""
+    with _shared_lock:
+        if not _shared:
+            try:
+                budget = MemoryBudget.from_env()
+            except ValueError as error:
+                log.warning("%s Using the container's or the machine's limit.", error)
+                budget = MemoryBudget.from_env({})
+                budget.warning = f"{error} Using {budget.describe()} instead."
+            _shared.append(budget)
+        return _shared[0]

@@ -1,0 +1,33 @@
+"""A page whose model does not fit in the server's memory says so, with the figures, and the
+rest of the page still works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# A page run on its own puts its folder first on sys.path, and app_pages/ holds a
+# tokenizers.py: import the Hugging Face package first so transformers finds the real one.
+import tokenizers  # noqa: F401
+from streamlit.testing.v1 import AppTest
+
+from llmlab import memory, ui
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_refused_load_gives_the_message_and_the_page_stays_usable(monkeypatch):
+    # The server may use 1 MB more than it holds now: no model fits.
+    tight = memory.MemoryBudget(memory.current_rss() + memory.MB, source="LLMLAB_MEMORY_LIMIT_GB")
+    monkeypatch.setattr(memory, "_shared", [tight])
+    ui._model_cache.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app_pages" / "next_token.py"), default_timeout=240)
+        at.run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert any("needs about" in e and "this server may use" in e for e in errors), errors
+        assert tight.refused >= 1 and ui.loaded_model_names() == set()
+        at.text_area(key="nt-prompt").set_value("Hello").run()  # the page still answers
+        assert not at.exception
+    finally:
+        ui._model_cache.clear()  # the next test's cache reads the real budget
