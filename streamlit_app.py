@@ -1,22 +1,17 @@
-"""LLM Lab: the router. Each page lives in app_pages/; this file only lists them.
+"""LLM Lab: the router. Each page lives in app_pages/; this file only routes to them.
 
 The folder is not called `pages/`: Streamlit treats a `pages/` folder as the older automatic
 navigation, and a visitor whose first request is a page URL (a shared link) would get that
-navigation instead of this router."""
+navigation instead of this router. The list of pages is `llmlab.views.pages.PAGES`, which Home's
+table of pages reads too."""
 
 import streamlit as st
+
+from llmlab.views.pages import PAGES
 
 st.set_page_config(page_title="LLM Lab", page_icon=":material/science:", layout="wide")
 
 pages = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/tokenizers.py", title="Tokenizers", icon=":material/segment:"),
-    st.Page("app_pages/architecture.py", title="Architecture", icon=":material/account_tree:"),
-    st.Page("app_pages/next_token.py", title="Next-Token", icon=":material/bar_chart:"),
-    st.Page("app_pages/decoding.py", title="Decoding", icon=":material/route:"),
-    st.Page("app_pages/chat_vs_base.py", title="Chat vs Base", icon=":material/forum:"),
-    st.Page("app_pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
-    st.Page("app_pages/training.py", title="Training", icon=":material/model_training:"),
-    st.Page("app_pages/class.py", title="Class", icon=":material/groups:"),
+    st.Page(page.path, title=page.title, icon=page.icon, default=page.default) for page in PAGES
 ]
 st.navigation(pages).run()

@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from llmlab import architecture as arch
-from llmlab import charts, models, registry, sharing, ui
+from llmlab import charts, models, registry, ui
 from llmlab import forward_pass as fp
 from llmlab import parameters as params
+from llmlab.app import sharing
 from llmlab.page_state import Choice, Integer, Number, Text
 
 # Prompts traced on this page are cut here too: a heatmap of more tokens is unreadable, and

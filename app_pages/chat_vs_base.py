@@ -8,7 +8,8 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llmlab import chat, chat_formats, exports, registry, sharing, ui
+from llmlab import chat, chat_formats, exports, registry, ui
+from llmlab.app import sharing
 from llmlab.generation.decoding import MAX_NEW_TOKENS, STRATEGIES
 from llmlab.page_state import Choice, Flag, Integer, Number, Text
 

@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from llmlab import sharing, ui
+from llmlab import ui
+from llmlab.app import sharing
 from llmlab.classroom import activities, views
 from llmlab.classroom import charts as class_charts
 from llmlab.classroom import store as class_store

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmlab import branch_charts, charts, chat, exports, registry, sharing, ui
+from llmlab import branch_charts, charts, chat, exports, registry, ui
+from llmlab.app import sharing
 from llmlab.generation import branching, ladder
 from llmlab.generation.branch_points import BranchPoint
 from llmlab.generation.decoding import (

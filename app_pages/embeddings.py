@@ -9,7 +9,8 @@ import streamlit as st
 from llmlab import charts as lab_charts
 from llmlab import embedding_charts as charts
 from llmlab import embeddings as emb
-from llmlab import registry, sharing, ui
+from llmlab import registry, ui
+from llmlab.app import sharing
 from llmlab.embeddings.similarity import READINGS
 from llmlab.page_state import Choice, Integer, Text
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from llmlab import assets, lab_mode, registry, ui
 from llmlab.generation import engine
+from llmlab.views import pages
 
 ui.page_intro(
     "LLM Lab",
@@ -12,20 +13,12 @@ ui.page_intro(
 )
 
 st.markdown(
-    """
+    f"""
 A **language model** reads text as a list of numbers (*tokens*), and for every position it
 scores each token of its vocabulary as the possible next one. Everything a chatbot does is built
 from that single step, repeated. Each page of the lab opens up one part of it:
 
-| Page | What you will see |
-| --- | --- |
-| **Tokenizers** | How text is cut into tokens, by hand-built tokenizers and by real ones (GPT-2, GPT-4, Llama, Gemma...). |
-| **Architecture** | What is inside a model: embeddings, attention, MLP blocks, every parameter counted. |
-| **Next-Token** | The scores (logits) for the next token, turned into probabilities, reshaped by temperature, top-k and top-p. |
-| **Decoding** | How those probabilities become text: greedy, sampling, beam search, one token at a time. |
-| **Chat vs Base** | Why an instruction-tuned model answers while a base model just continues your text. |
-| **Training** | A tiny GPT pre-trained in front of you, from gibberish to words; then use it on the other pages. |
-| **Class** | A live lesson: students join with a code and guess what the model will do; the projected screen shows the class's answers beside the model's. |
+{pages.pages_table()}
 
 The models run on this computer's CPU. They are small (135 and 270 million parameters), so
 they are fast enough to explore, and wrong often enough to be interesting.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmlab import charts, sharing, ui
+from llmlab import charts, ui
+from llmlab.app import sharing
 from llmlab.generation import next_token as nt
 from llmlab.page_state import Choice, Flag, Integer, Number, Text
 

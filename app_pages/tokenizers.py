@@ -8,7 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from llmlab import assets, charts, exports, sharing, tokenization, ui
+from llmlab import assets, charts, exports, tokenization, ui
+from llmlab.app import sharing
 from llmlab.page_state import Choice, Choices, Flag, Integer, Text
 from llmlab.tokenization import bpe
 from llmlab.tokenization.samples import (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from llmlab import assets, charts, sharing, ui
+from llmlab import assets, charts, ui
+from llmlab.app import sharing
 from llmlab.page_state import Choice, Integer, Number, Text
 from llmlab.tokenization import bpe
 from llmlab.training import jobs, loop, presets, saving

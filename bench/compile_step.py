@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from bench.prompts import PROMPTS  # noqa: E402
 from llmlab import models  # noqa: E402
-from llmlab.cores import usable_cores  # noqa: E402
+from llmlab.compute import usable_cores  # noqa: E402
 from llmlab.generation.batch import Batch  # noqa: E402
 
 

@@ -27,9 +27,10 @@ import torch  # noqa: E402
 
 from bench.prompts import PROMPTS  # noqa: E402
 from llmlab import models  # noqa: E402
+from llmlab.compute import usable_cores  # noqa: E402
 from llmlab.generation import decoding  # noqa: E402
 from llmlab.generation.batch import Batch  # noqa: E402
-from llmlab.generation.engine import Engine, Request, usable_cores  # noqa: E402
+from llmlab.generation.engine import Engine, Request  # noqa: E402
 
 
 def request_settings(index: int) -> dict:

@@ -25,8 +25,8 @@ import torch  # noqa: E402
 
 from bench.prompts import PROMPTS  # noqa: E402
 from llmlab import models, precision  # noqa: E402
+from llmlab.compute import configure_threads  # noqa: E402
 from llmlab.generation.batch import Batch  # noqa: E402
-from llmlab.generation.engine import configure_threads  # noqa: E402
 
 
 def step_ms(loaded, rows: int, repeats: int) -> float:

@@ -28,6 +28,7 @@ from llmlab.generation.chat_runs import (
     run,
 )
 from llmlab.generation.chat_runs import RunStream as RunStream
+from llmlab.rendered_chat import RenderedChat, Segment
 from llmlab.tokenization.pieces import require_utf8
 
 ROLES = ("system", "user", "assistant")
@@ -45,33 +46,6 @@ FEW_SHOT_STOP = ("\nUser:",)
 
 
 # --- what the model sees ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A stretch of the rendered text, by where it came from."""
-
-    text: str
-    kind: str  # "special" (a special token), "template" (added by the template), "content"
-
-
-@dataclass(frozen=True)
-class RenderedChat:
-    """The exact text a chat model sees, its token ids, and which tokens are special."""
-
-    text: str
-    ids: list[int]
-    tokens: list[str]  # each token's text as it appears in `text`
-    special: list[bool]  # parallel to ids: True for special tokens such as <|im_start|>
-    segments: list[Segment]  # `text` cut into special / template / content stretches
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.ids)
-
-    @property
-    def n_special(self) -> int:
-        return sum(self.special)
 
 
 def validate_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:

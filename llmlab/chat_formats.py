@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmlab import assets, chat
-from llmlab.chat import Segment
+from llmlab.rendered_chat import Segment
 from llmlab.tokenization.pieces import require_utf8
 
 MAX_USER_TURNS = 4  # the page's conversation: up to four user turns, the assistant's in between

@@ -26,6 +26,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmlab.compute import usable_cores
+
 # The x86 flags of bfloat16 arithmetic in hardware (Linux's names in /proc/cpuinfo), and ARM's.
 X86_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 ARM_BFLOAT16_FLAGS = frozenset({"bf16"})
@@ -119,11 +121,6 @@ def _mac_sysctl(name: str) -> str:
     return out.stdout.strip()
 
 
-def _usable_cores() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
-
-
 @functools.cache
 def cpu_facts() -> CpuFacts:
     """This machine's CPU, read once per process."""
@@ -147,7 +144,7 @@ def cpu_facts() -> CpuFacts:
     return CpuFacts(
         model=model or platform.processor() or machine or "unknown CPU",
         machine=machine,
-        cores=_usable_cores(),
+        cores=usable_cores(),
         vector=vector,
         vector_bits=VECTOR_BITS.get(vector, 128),
         native_bfloat16=native,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmlab.architecture import config_sizes, require_weights
-from llmlab.generation.engine import exclusive
+from llmlab.compute import exclusive
 from llmlab.tokenization import pieces
 
 if TYPE_CHECKING:

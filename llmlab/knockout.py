@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmlab.architecture import config_sizes
+from llmlab.compute import exclusive
 from llmlab.forward_pass import _attention_module, _blocks
-from llmlab.generation.engine import exclusive
 
 if TYPE_CHECKING:
     import torch

@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmlab import assets, hub_limits
+from llmlab.converted import CONVERSION_FORMAT, STAMP, converted_dir, is_current, source_sha
 from llmlab.registry import ModelSpec, hub_available, mark_hub_unreachable, resolve_model
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# Bump when the layout of a converted folder changes: old folders are then converted again.
-CONVERSION_FORMAT = 1
 DTYPES = ("float32", "bfloat16")
-STAMP = "llmlab-conversion.json"
 HUB_TIMEOUT = 10.0  # seconds for the one request that checks a Hub model before downloading
 
 
@@ -73,27 +71,17 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
-def converted_dir(name: str) -> Path:
-    return assets.cache_dir() / "models" / name.replace("/", "--")
-
-
 def _source_sha(spec: ModelSpec) -> str:
     assert spec.pack and spec.gguf_file
-    return assets.get_pack(spec.pack).file(spec.gguf_file).sha256
+    return source_sha(spec.pack, spec.gguf_file)
 
 
 def is_converted(name: str) -> bool:
     spec = resolve_model(name)
     if spec.source != "offline":
         return False
-    stamp = converted_dir(spec.name) / STAMP
-    try:
-        recorded = json.loads(stamp.read_text())
-    except (OSError, ValueError):
-        return False
-    return recorded.get("format") == CONVERSION_FORMAT and recorded.get(
-        "source_sha256"
-    ) == _source_sha(spec)
+    assert spec.pack and spec.gguf_file
+    return is_current(spec.name, spec.pack, spec.gguf_file)
 
 
 def convert(name: str, progress: assets.Progress | None = None) -> Path:

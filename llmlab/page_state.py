@@ -13,6 +13,9 @@ parameters, leaving defaults out so links stay short.
 ['**temperature** in the link must be between 0.05 and 2.0; using the default (1.0).']
 >>> encode(fields, {"nt-temperature": 0.7}).params
 {'temperature': '0.7'}
+
+`PageInputs` is one page's list of fields, the data its link, its settings file and its widgets
+agree on; `llmlab.app.sharing.PageSettings` keeps it in the session and the address bar.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
+
+from llmlab.exports import file_stem
 
 # Text longer than this stays out of links: a browser sends the whole link to the server, and
 # servers refuse requests much over 64 KB (each non-ASCII character takes up to 12 bytes).
@@ -359,3 +365,69 @@ def read_settings_document(page: str, fields: Sequence[Field], data: bytes | str
     if not isinstance(settings, dict):
         return Parsed(notices=["This settings file has no settings in it."])
     return parse(fields, settings, source="settings file")
+
+
+# Compared by identity, not by value: a page's settings object is one per page run, and
+# Streamlit keeps its bound methods as widget callbacks.
+@dataclass(eq=False)
+class PageInputs:
+    """One page's inputs: the page's name (as settings files give it) and its fields.
+
+    >>> inputs = PageInputs("demo", [Integer("steps", "demo-steps", 4, low=1, high=10)])
+    >>> inputs.field("steps").key, inputs.bounds("steps")
+    ('demo-steps', (1, 10, 4, 1))
+    >>> inputs.values_in({"demo-steps": 7, "another-page-key": 1})
+    {'demo-steps': 7}
+    >>> inputs.settings_file_name
+    'llmlab-demo-settings.json'
+    """
+
+    page: str
+    fields: list[Field]
+
+    def __post_init__(self) -> None:
+        self.fields = list(self.fields)
+
+    def field(self, name: str) -> Field:
+        """The field called `name` (its link name)."""
+        return next(spec for spec in self.fields if spec.name == name)
+
+    def bounds(self, name: str) -> tuple[Any, Any, Any, Any]:
+        """A number field's widget arguments (min, max, default, step): the range its link
+        accepts, so a slider and its field cannot disagree."""
+        spec = self.field(name)
+        return spec.low, spec.high, spec.default, getattr(spec, "step", None) or 1
+
+    def values_in(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The page's current values, by widget key, out of a session's state."""
+        return {f.key: state[f.key] for f in self.fields if f.key in state}
+
+    @property
+    def settings_file_name(self) -> str:
+        return f"llmlab-{file_stem(self.page)}-settings.json"
+
+
+def share_link(address: str, params: Mapping[str, Any]) -> str:
+    """The page's address with `params` as its query: the link that opens the same inputs.
+
+    >>> share_link("http://localhost:8501/decoding", {"strategy": "top_p", "prompt": "a b"})
+    'http://localhost:8501/decoding?strategy=top_p&prompt=a+b'
+    >>> share_link("", {})
+    ''
+    """
+    query = urlencode(params, doseq=True)
+    return address + (f"?{query}" if query else "")
+
+
+def link_too_long(length: int) -> Parsed:
+    """What a page says when a link was too long for the app to read at all (no values).
+
+    >>> link_too_long(90_000).notices[0][:42]
+    'This link is too long for the app to read '
+    """
+    return Parsed(
+        notices=[
+            "This link is too long for the app to read "
+            f"({length:,} characters), so the page opened with its default inputs."
+        ]
+    )

@@ -265,7 +265,7 @@ def _measured_timings(
     running class does not slow the measurement)."""
     with _lock:
         if shape not in _measured:
-            from llmlab.generation.engine import configure_threads, exclusive
+            from llmlab.compute import configure_threads, exclusive
 
             configure_threads()
             start = time.perf_counter()

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from llmlab import assets
+from llmlab.converted import is_current
 from llmlab.hub_limits import HubModelRefused, hub_ids_allowed
 
 HUB_HOST = "huggingface.co"
@@ -156,11 +157,9 @@ def offline_ready(spec: ModelSpec) -> bool:
     A converted copy needs no pack: deleting (or damaging) the GGUF file after the conversion
     keeps the model usable.
     """
-    if spec.source != "offline" or spec.pack is None:
+    if spec.source != "offline" or spec.pack is None or spec.gguf_file is None:
         return False
-    from llmlab import models  # models imports this module
-
-    return models.is_converted(spec.name) or assets.status(spec.pack).verified
+    return is_current(spec.name, spec.pack, spec.gguf_file) or assets.status(spec.pack).verified
 
 
 def available_models(check_hub: bool = True) -> list[ModelSpec]:

@@ -1,9 +1,10 @@
-"""The one bridge between llmlab and Streamlit.
+"""The bridge between llmlab and Streamlit, beside the `llmlab.app` package.
 
-Pages import Streamlit and this module; nothing else in llmlab imports Streamlit. Here live the
-cached loaders (models and tokenizers are loaded once per process and shared by every session,
-so they are never mutated), the shared widgets (model picker), and the error display that turns
-library errors into a clear message instead of a traceback.
+Pages import Streamlit, this module and `llmlab.app`; nothing else in llmlab imports Streamlit
+(tests/test_layout.py walks the package's imports to check it). Here live the cached loaders
+(models and tokenizers are loaded once per process and shared by every session, so they are
+never mutated), the shared widgets (model picker), and the error display that turns library
+errors into a clear message instead of a traceback.
 """
 
 from __future__ import annotations
@@ -610,7 +611,8 @@ def knock_out_panel(
 ) -> None:
     """Choose a part -> switch it off -> the next token before and after, the KL divergence,
     and the sweep over every head."""
-    from llmlab import charts, knockout, sharing
+    from llmlab import charts, knockout
+    from llmlab.app import sharing
     from llmlab.architecture import config_sizes
     from llmlab.generation import knockouts
 

@@ -12,7 +12,8 @@ import re
 import pytest
 from app_helpers import html_bodies, page_from_link
 
-from llmlab import page_state, sharing
+from llmlab import page_state
+from llmlab.app import sharing
 
 PAGES = [
     "tokenizers", "architecture", "next_token", "decoding", "chat_vs_base", "embeddings",

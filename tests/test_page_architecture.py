@@ -17,7 +17,8 @@ from app_helpers import html_bodies
 from app_helpers import page_from_link as open_page_from_link
 from streamlit.testing.v1 import AppTest
 
-from llmlab import forward_pass, page_state, sharing
+from llmlab import forward_pass, page_state
+from llmlab.app import sharing
 from tests.browser_helpers import no_exception, open_page, wait_for_app
 
 ROOT = Path(__file__).resolve().parents[1]

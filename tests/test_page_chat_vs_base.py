@@ -19,7 +19,8 @@ from app_helpers import page_from_link as open_page_from_link
 from browser_helpers import APP_PATH, no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
-from llmlab import chat, chat_formats, exports, page_state, registry, sharing, tokenization, ui
+from llmlab import chat, chat_formats, exports, page_state, registry, tokenization, ui
+from llmlab.app import sharing
 
 PAGE = "app_pages/chat_vs_base.py"
 ROOT = Path(__file__).resolve().parents[1]

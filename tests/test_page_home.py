@@ -8,6 +8,7 @@ packs) or at one holding a single pack, and the Hub's answer is chosen by replac
 from __future__ import annotations
 
 import pytest
+import streamlit as st
 from browser_helpers import APP_PATH
 from streamlit.testing.v1 import AppTest
 
@@ -185,3 +186,27 @@ def test_home_shows_what_each_model_is_writing_right_now(smollm2):
         assert "Right now on this server" in [h.value for h in at.subheader]
     finally:
         stream.cancel()
+
+
+# --- the table of pages ---------------------------------------------------------------------
+
+
+def test_every_page_of_the_router_is_in_the_table_of_pages(monkeypatch):
+    """Each page the router offers (Home aside) has its row in Home's table of pages."""
+    offered = []
+    navigation = st.navigation
+
+    def spy(pages, *args, **kwargs):
+        offered.extend(pages)
+        return navigation(pages, *args, **kwargs)
+
+    monkeypatch.setattr(st, "navigation", spy)
+    at = _home()
+    table = next(
+        block.value for block in at.markdown if "| Page | What you will see |" in block.value
+    )
+    titles = [page.title for page in offered]
+    assert "Embeddings" in titles and len(titles) == len(set(titles)) >= 9
+    missing = [t for t in titles if t != "Home" and f"| **{t}** |" not in table]
+    assert not missing, f"pages missing from Home's table: {missing}"
+    assert "| **Home** |" not in table

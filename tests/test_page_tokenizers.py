@@ -17,7 +17,8 @@ from app_helpers import html_bodies
 from app_helpers import page_from_link as open_page_from_link
 from streamlit.testing.v1 import AppTest
 
-from llmlab import page_state, sharing, tokenization
+from llmlab import page_state, tokenization
+from llmlab.app import sharing
 from llmlab.tokenization import bpe
 from llmlab.tokenization.samples import EXAMPLES
 

@@ -14,7 +14,7 @@ from app_helpers import ROOT, page_from_link
 from browser_helpers import no_exception, open_page, wait_for_app
 from streamlit.testing.v1 import AppTest
 
-from llmlab import sharing
+from llmlab.app import sharing
 from llmlab.training import loop, presets
 
 OWN_TEXT = (

@@ -312,7 +312,7 @@ def test_a_run_nobody_watches_stops_and_frees_its_place(small_text):
 
 def test_training_steps_interleave_with_other_model_work(small_text):
     """Each step takes the compute lock, so work holding it (an engine step) gets in between."""
-    from llmlab.generation.engine import exclusive
+    from llmlab.compute import exclusive
 
     prepared = loop.prepare(small_text, loop.TrainSettings(preset="tiny"))
     job = jobs.TrainingJob(

@@ -122,7 +122,7 @@ def _continuation_log_probs(
         return scores
     import torch
 
-    from llmlab.generation.engine import exclusive
+    from llmlab.compute import exclusive
 
     sequence = torch.tensor([prompt_ids + ids[:-1]], device=loaded.device)
     with exclusive(), torch.no_grad():

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from llmlab.chat import RenderedChat
+from llmlab.rendered_chat import RenderedChat
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from llmlab.cores import usable_cores
+from llmlab.compute import COMPUTE_LOCK, usable_cores
 
 log = logging.getLogger("llmlab.compiled")
 
@@ -116,8 +116,6 @@ class CompiledStep:
 
     def _compile(self, model: Any) -> None:
         from transformers import StaticCache
-
-        from llmlab.generation.engine import COMPUTE_LOCK
 
         torch.set_grad_enabled(False)  # the mode is per thread; the graphs are built for it
         started = time.perf_counter()

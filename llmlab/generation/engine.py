@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 import torch
 
-from llmlab.cores import usable_cores
+from llmlab.compute import COMPUTE_LOCK, configure_threads, usable_cores
 from llmlab.generation.batch import Batch
 from llmlab.generation.compiled import compiled_for
 from llmlab.generation.filters import sorting_threads
@@ -98,11 +98,6 @@ def lane_of(tokens: int) -> int:
     return 0 if tokens <= LANE_TOKENS else (tokens - 1).bit_length()
 
 
-# Model work of every engine (and of the pages' own forward passes, see `exclusive`) takes this
-# lock: on a small machine two forward passes side by side only fight over the same cores.
-COMPUTE_LOCK = threading.RLock()
-
-
 def _whole_number(environ: dict[str, str] | None, name: str, default: int, what: str) -> int:
     text = (os.environ if environ is None else environ).get(name, "").strip()
     if not text:
@@ -142,50 +137,6 @@ def max_tokens_from_env(environ: dict[str, str] | None = None) -> int:
         environ, "LLMLAB_MAX_BATCH_TOKENS", DEFAULT_MAX_TOKENS,
         "how many tokens the model's running requests may hold at once",
     )  # fmt: skip
-
-
-_threads_configured = False
-
-
-def configure_threads() -> None:
-    """Set torch's thread counts once, on purpose.
-
-    Intra-op threads (those that split one matrix product) = the cores this process may use;
-    inter-op threads = 1, since the engine runs one forward pass at a time. Called when the
-    first engine is made.
-
-    The count is the process's, not a thread's: the engine uses every core for its forward
-    passes, and sets one only while it holds `COMPUTE_LOCK` to choose. The requests' own work
-    between forward passes (filters, sampling, records over a vocabulary of up
-    to 262,144 scores) is cut into shares of rows instead, and the scheduler thread and one
-    helper per other core each choose a share at a time on one torch thread: splitting one
-    quarter-million-element operation between cores costs more in waiting for the other core
-    than it saves (ten times more when that core is busy elsewhere), while whole shares side by
-    side do not wait for each other.
-    """
-    global _threads_configured
-    if _threads_configured:
-        return
-    _threads_configured = True
-    torch.set_num_threads(usable_cores())
-    with contextlib.suppress(RuntimeError):  # refused once inter-op work has started
-        torch.set_num_interop_threads(1)
-
-
-@contextlib.contextmanager
-def exclusive() -> Iterator[None]:
-    """Run model work of one's own (a traced forward pass, with hooks) between engine steps.
-
-    The engine holds the same lock for each of its forward passes, so the two never run at the
-    same moment on a model: hooks put on a shared model then see only their own pass.
-
-    The work runs on every usable core: torch's thread count is the process's, the last any
-    thread set, and a matrix product split another way rounds another way, so a page and the
-    library would otherwise differ in the last digits.
-    """
-    with COMPUTE_LOCK:
-        torch.set_num_threads(usable_cores())
-        yield
 
 
 # --- who owns a request -----------------------------------------------------------------------

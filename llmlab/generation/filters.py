@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from llmlab.cores import usable_cores
+from llmlab.compute import usable_cores
 
 _sorting = threading.local()
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from llmlab import knockout
-from llmlab.generation.engine import exclusive
+from llmlab.compute import exclusive
 
 # The filter steps live in their own module; these names stay importable from here.
 from llmlab.generation.filter_steps import (  # noqa: F401

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llmlab.compute import COMPUTE_LOCK, usable_cores
 from llmlab.training import baselines as lines
 from llmlab.training.data import (  # noqa: F401 - re-exported: the loop's inputs
     EVAL_WINDOWS,
@@ -211,8 +212,6 @@ def training_threads() -> int:
     """Half the cores this process may use, at least 1: the other half is left to the
     generation engine (and, on a busy 2-core machine, one thread avoids two threads spinning
     against each other: a step took 0.4 s on one thread and 4 s on two under load)."""
-    from llmlab.cores import usable_cores
-
     return max(1, usable_cores() // 2)
 
 
@@ -254,8 +253,6 @@ def _train(
     import torch
     import torch.nn.functional as F
     from transformers import GPT2LMHeadModel
-
-    from llmlab.generation.engine import COMPUTE_LOCK
 
     data = prepared or prepare(text, settings)
     preset = get_preset(settings.preset)

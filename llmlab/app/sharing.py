@@ -1,7 +1,8 @@
 """Streamlit side of sharing and saving: links that carry a page's inputs, settings files,
 and download buttons for tables and charts.
 
-A page lists its inputs as `page_state` fields and calls, in order:
+A page lists its inputs as `page_state` fields (the data: `page_state.PageInputs`, parsing,
+encoding, settings files) and calls, in order:
 
     shared = sharing.PageSettings("decoding", fields)
     shared.restore()   # before the widgets: a shared link, else this session's last values
@@ -19,12 +20,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlencode
 
 import streamlit as st
 
 from llmlab import exports, page_state
-from llmlab.page_state import Field
+from llmlab.page_state import Field, PageInputs
 
 log = logging.getLogger("llmlab")
 
@@ -48,26 +48,15 @@ def _raw_query_string() -> str:
     return getattr(context, "query_string", "") or ""
 
 
-class PageSettings:
+class PageSettings(PageInputs):
     """The inputs of one page, kept in the link, in the session and in settings files."""
 
     def __init__(self, page: str, fields: Sequence[Field]):
-        self.page = page
-        self.fields = list(fields)
+        super().__init__(page, list(fields))
         DECLARED[page] = self.fields
         self._saved_key = f"_saved-{page}"
         self._notices_key = f"_notices-{page}"
         self._upload_key = f"_upload-{page}"
-
-    def field(self, name: str) -> Field:
-        """The field called `name` (its link name)."""
-        return next(spec for spec in self.fields if spec.name == name)
-
-    def bounds(self, name: str) -> tuple[Any, Any, Any, Any]:
-        """A number field's widget arguments (min, max, default, step): the range its link
-        accepts, so a slider and its field cannot disagree."""
-        spec = self.field(name)
-        return spec.low, spec.high, spec.default, getattr(spec, "step", None) or 1
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -80,15 +69,7 @@ class PageSettings:
             if raw:
                 self._apply(page_state.parse(self.fields, raw, source="link"))
             elif _raw_query_string():  # Streamlit drops a whole link that is far too long
-                self._apply(
-                    page_state.Parsed(
-                        notices=[
-                            "This link is too long for the app to read "
-                            f"({len(_raw_query_string()):,} characters), so the page opened "
-                            "with its default inputs."
-                        ]
-                    )
-                )
+                self._apply(page_state.link_too_long(len(_raw_query_string())))
         for key, value in state.get(self._saved_key, {}).items():
             if key not in state:
                 state[key] = value
@@ -115,8 +96,7 @@ class PageSettings:
     # --- writing ------------------------------------------------------------------------------
 
     def values(self) -> dict[str, Any]:
-        state = st.session_state
-        return {f.key: state[f.key] for f in self.fields if f.key in state}
+        return self.values_in(st.session_state)
 
     def publish(self, sidebar: bool = True) -> None:
         """Keep a copy of the inputs, put them in the address bar, draw the share controls."""
@@ -134,8 +114,7 @@ class PageSettings:
 
     def _controls(self, values: dict[str, Any], encoded: page_state.Encoded) -> None:
         st.markdown("**Share and save**")
-        query = urlencode(encoded.params, doseq=True)
-        link = _current_url() + (f"?{query}" if query else "")
+        link = page_state.share_link(_current_url(), encoded.params)
         with st.popover("Copy link", icon=":material/link:", width="stretch"):
             st.caption(
                 "This link opens the page with the same inputs. With the same seed, the model "
@@ -151,7 +130,7 @@ class PageSettings:
         st.download_button(
             "Download settings",
             data=document,
-            file_name=f"llmlab-{exports.file_stem(self.page)}-settings.json",
+            file_name=self.settings_file_name,
             mime="application/json",
             on_click="ignore",
             icon=":material/download:",
