@@ -157,10 +157,19 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
-    """This process's highest resident memory so far, in bytes (Linux reports kilobytes)."""
+    """This process's highest resident memory so far, in bytes.
+
+    Linux's `VmHWM` (/proc/self/status) belongs to this program alone; `getrusage`'s
+    `ru_maxrss`, the fallback elsewhere, survives `exec`: a process started by a large one
+    reports its parent's size until it outgrows it.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kB on Linux
 
 
 _libc: list[ctypes.CDLL | None] = []

@@ -3,6 +3,8 @@ that make room by unloading, and refusals that give the figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llmlab import memory
@@ -63,6 +65,25 @@ def test_this_machine_has_a_limit_and_a_resident_size():
     assert memory.peak_rss() >= memory.current_rss() * 0.5  # kilobytes read as bytes would fail
     assert container_limit(memory.CGROUP_ROOT) is None or container_limit()[0] > 0
     memory.release_memory()  # glibc's malloc_trim here; a no-op elsewhere, never an error
+
+
+_CHILD_OF_A_LARGE_PROCESS = """
+import subprocess, sys
+held = bytearray(600 * 1024**2)  # touched: resident
+child = "from llmlab import memory; print(memory.peak_rss())"
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout)
+"""
+
+
+def test_the_peak_is_the_process_own_not_its_parent():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD_OF_A_LARGE_PROCESS], capture_output=True, text=True,
+        timeout=120, check=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert 0 < int(result.stdout.split()[-1]) < 300 * memory.MB
 
 
 class FakeProcess:
