@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from llmlab import assets, lab_mode, registry, ui
+from llmlab import assets, lab_mode, memory, registry, ui
 from llmlab.generation import engine
 
 ui.page_intro(
@@ -44,12 +44,7 @@ if starting_models:
         f"**CPU:** {choice.cpu.summary()}.  \n**Precision:** {choice.explanation()} "
         "The Decoding and Chat vs Base pages start on it (`LLMLAB_PRECISION` overrides it)."
     )
-if mode.name == "hub":
-    st.caption(
-        "On a small server (Streamlit Community Cloud gives an app about 2.7 GB of memory), "
-        "prefer the SmolLM2 pack: its first conversion peaked at 1,197 MB of memory, Gemma 3's "
-        "at 3,277 MB (`bench/model_load.py`)."
-    )
+st.markdown(memory.profile().line())
 
 st.subheader("Models")
 hub = mode.hub

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -218,7 +219,14 @@ def _model_cache() -> tuple[model_cache.ModelCache, str]:
         "on_evict": _rest_engine,
     }
     try:
-        return model_cache.ModelCache.from_env(_load_model, **keep), budget.warning
+        limits = model_cache.limits_from_env()
+        small = memory.profile().max_models  # a small server keeps fewer models unless told
+        if small is not None and not os.environ.get("LLMLAB_MAX_MODELS", "").strip():
+            limits = model_cache.CacheLimits(small, limits.max_bytes)
+        cache = model_cache.ModelCache(
+            _load_model, max_models=limits.max_models, max_bytes=limits.max_bytes, **keep
+        )
+        return cache, budget.warning
     except ValueError as error:  # a bad variable must not take the whole app down
         log.warning("model cache limits: %s; using the defaults", error)
         warning = " ".join(filter(None, [f"{error} Using the defaults instead.", budget.warning]))
@@ -235,10 +243,13 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
     """The shared loaded model, with a status box while it loads; None (and a message) on failure.
 
     The session's own model (trained on the Training page) is returned as it is, in float32.
+    On a small server every page gets the profile's one precision (`memory.profile`), so that
+    no model is held twice.
     """
     own = own_model()
     if own is not None and name == own.name:
         return own
+    dtype = memory.profile().precision or dtype
     try:
         spec = registry.resolve_model(name)
     except ValueError as error:
@@ -321,6 +332,9 @@ def get_chat_formats() -> list[Any]:
     return loaded
 
 
+ENCODER_BYTES = 160 * memory.MB  # its 91 MB of weights and the first pass (RSS +130 MB measured)
+
+
 @st.cache_resource(show_spinner=False)
 def sentence_encoder() -> Any:
     """The shared all-MiniLM-L6-v2 sentence encoder (loaded once per process, never mutated).
@@ -329,7 +343,10 @@ def sentence_encoder() -> Any:
     """
     from llmlab.embeddings import sentences
 
-    return sentences.load_encoder()
+    # Counted in the server's memory like a model: the least recently used model leaves first
+    # when the encoder does not fit.
+    with memory.shared_budget().reserve(ENCODER_BYTES, "all-MiniLM-L6-v2"):
+        return sentences.load_encoder()
 
 
 def get_sentence_encoder() -> Any | None:
@@ -533,6 +550,13 @@ def precision_picker(key: str, model_name: str | None = None) -> str:
     bfloat16 is converted to float32 and back for every product. Each label says what was
     measured.
     """
+    fixed = memory.profile().precision
+    if fixed is not None:
+        st.caption(
+            f"**Precision:** {fixed}, on every page of this server: with "
+            f"{gigabytes_of_memory()} of memory, each model is held once, in {fixed}."
+        )
+        return fixed
     choice = precision_choice(model_name)
     labels = {dtype: choice.label(dtype) for dtype in PRECISIONS}
     return st.radio(
@@ -547,6 +571,10 @@ def precision_picker(key: str, model_name: str | None = None) -> str:
         "the memory, and the text is usually the same. Which one is faster depends on the "
         f"CPU. {choice.explanation()}",
     )
+
+
+def gigabytes_of_memory() -> str:
+    return memory.gigabytes(memory.shared_budget().limit)
 
 
 def visible_whitespace(text: str) -> str:

@@ -174,3 +174,28 @@ def test_the_shared_budget_survives_a_bad_variable(monkeypatch):
     assert memory.shared_budget() is budget
     assert "LLMLAB_MEMORY_LIMIT_GB='lots'" in budget.warning
     assert budget.source != "LLMLAB_MEMORY_LIMIT_GB" and budget.limit > memory.current_rss()
+
+
+# --- the profile ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gigabytes", "small"), [(0.69, True), (2.7, True), (2.99, True), (3.0, False), (24, False)]
+)
+def test_a_server_under_3_gb_holds_each_model_once_in_bfloat16(gigabytes, small):
+    chosen = memory.profile(memory.MemoryLimit(int(gigabytes * GB), memory.LIMIT_VARIABLE))
+    assert chosen.small is small
+    assert chosen.precision == ("bfloat16" if small else None)
+    assert chosen.max_models == (2 if small else None)
+    line = chosen.line()
+    assert line.startswith(f"Memory: {memory.gigabytes(int(gigabytes * GB))} for every visitor")
+    assert ("at most 2 models loaded at a time" in line) is small
+
+
+def test_the_profile_follows_the_server_budget(monkeypatch):
+    monkeypatch.setattr(memory, "_shared", [])
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "2.7")
+    assert memory.profile().small and "2.7 GB" in memory.profile().line()
+    monkeypatch.setattr(memory, "_shared", [])
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "8")
+    assert not memory.profile().small
