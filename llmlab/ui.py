@@ -372,11 +372,19 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
     Shown once per page run, even when several parts of the page need the pack. Returns whether
     the pack is ready (nothing is shown then).
     """
+    from llmlab import fetch_jobs
+
     pack = assets.get_pack(pack_name)
     key = key or f"fetch-{pack.name}"
+    job = fetch_jobs.job(pack.name)
+    if job is not None and not job.done:  # started by this visitor or another: no second fetch
+        st.progress(job.fraction, text=f"Fetching {pack.name}: {job.message} (Home shows it live)")
+        return False
     current = assets.status(pack)
     if current.verified:
         return True
+    if job is not None and job.state == "failed":
+        st.error(f"Fetching {pack.name} failed: {job.error}", icon=":material/error:")
     notice = st.empty()
     try:
         st.button(
@@ -409,15 +417,12 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
 
 
 def _fetch_now(pack_name: str) -> None:
-    """The Fetch button's callback: its progress bar and any error appear at the page's top."""
-    bar = st.progress(0.0, text="Starting...")
-    try:
-        assets.fetch(pack_name, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-    except assets.AssetError as error:
-        show_error(error)
-    else:
-        st.success(f"{pack_name} is fetched and verified.", icon=":material/check_circle:")
-    bar.empty()
+    """The Fetch button's callback: the fetch runs in the server, not in this page run
+    (`llmlab.fetch_jobs`), so leaving or reloading the page does not stop it, and every
+    visitor sees its progress on Home."""
+    from llmlab import fetch_jobs
+
+    fetch_jobs.start(pack_name)
 
 
 def offer_repairs(pack_names: Iterable[str], key: str) -> None:

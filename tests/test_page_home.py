@@ -115,7 +115,10 @@ def test_no_packs_and_the_hub_answers_uses_hub_models(empty_home, hub_answers):
     assert table.loc[BASE, "status"] == "pack missing"
     assert table.loc["gpt2", "status"] == "ready"
     # Every pack can be fetched from here, with its size shown next to the button.
-    assert {button.label for button in at.button} == {f"Fetch {name}" for name in ALL_PACKS}
+    assert {button.label for button in at.button} == {
+        "Fetch every missing pack",
+        *(f"Fetch {name}" for name in ALL_PACKS),
+    }
     smollm2 = assets.get_pack(CHAT)
     assert any(
         smollm2.name in warning.value and assets.human_size(smollm2.size) in warning.value
@@ -161,7 +164,7 @@ def test_no_packs_and_no_hub_says_nothing_can_run_and_what_to_do(empty_home):
     assert "No model available yet." in error
     assert lab_mode.SETUP_COMMAND in error and "connect to the Hub" in error
     assert not at.success
-    assert len(at.button) == len(ALL_PACKS)
+    assert len(at.button) == len(ALL_PACKS) + 1  # and "Fetch every missing pack"
 
 
 def test_one_pack_here_and_no_hub_names_the_missing_one(tmp_path, monkeypatch):
