@@ -383,8 +383,6 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
     current = assets.status(pack)
     if current.verified:
         return True
-    if job is not None and job.state == "failed":
-        st.error(f"Fetching {pack.name} failed: {job.error}", icon=":material/error:")
     notice = st.empty()
     try:
         st.button(
@@ -417,12 +415,21 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
 
 
 def _fetch_now(pack_name: str) -> None:
-    """The Fetch button's callback: the fetch runs in the server, not in this page run
-    (`llmlab.fetch_jobs`), so leaving or reloading the page does not stop it, and every
-    visitor sees its progress on Home."""
+    """The Fetch button's callback: the fetch runs in the server (`llmlab.fetch_jobs`), and
+    this page run follows it with a progress bar at the page's top; leaving or reloading the
+    page does not stop it, and Home shows it to every visitor."""
     from llmlab import fetch_jobs
 
-    fetch_jobs.start(pack_name)
+    job = fetch_jobs.start(pack_name)
+    bar = st.progress(0.0, text="Starting...")
+    while not job.done:
+        bar.progress(job.fraction, text=job.message)
+        job.join(0.3)
+    bar.empty()
+    if job.state == "failed":
+        st.error(f"Fetching {pack_name} failed: {job.error}", icon=":material/error:")
+    else:
+        st.success(f"{pack_name} is fetched and verified.", icon=":material/check_circle:")
 
 
 def offer_repairs(pack_names: Iterable[str], key: str) -> None:
