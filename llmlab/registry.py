@@ -33,6 +33,7 @@ class ModelSpec:
     gguf_file: str | None = None
     hub_id: str | None = None
     blurb: str = ""
+    parameters: int | None = None  # a Hub model's parameter count, as its model card gives it
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -66,6 +67,7 @@ MODELS: dict[str, ModelSpec] = {
             source="hub",
             hub_id="openai-community/gpt2",
             blurb="OpenAI's 2019 model, the classic base model.",
+            parameters=124_439_808,
         ),
         ModelSpec(
             name="Qwen/Qwen2.5-0.5B-Instruct",
@@ -75,12 +77,32 @@ MODELS: dict[str, ModelSpec] = {
             source="hub",
             hub_id="Qwen/Qwen2.5-0.5B-Instruct",
             blurb="Alibaba's small instruction-tuned model.",
+            parameters=494_032_768,
+        ),
+        ModelSpec(
+            name="HuggingFaceTB/SmolLM2-135M-Instruct",
+            title="SmolLM2 135M Instruct (chat, Hub)",
+            family="Llama (SmolLM2)",
+            kind="chat",
+            source="hub",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            blurb="The offline chat model's own weights, from the Hub (not quantized).",
+            parameters=134_515_008,
         ),
     )
 }
 
 OFFLINE_PAIR = ("gemma-3-270m", "smollm2-135m-instruct")  # (base, chat)
-HUB_PAIR = ("gpt2", "Qwen/Qwen2.5-0.5B-Instruct")
+# (base, chat) pairs from the Hub, largest first: a server uses the first that fits (`hub_pair`).
+HUB_PAIRS = (
+    ("gpt2", "Qwen/Qwen2.5-0.5B-Instruct"),  # 619M parameters: 2.5 GB in float32
+    ("gpt2", "HuggingFaceTB/SmolLM2-135M-Instruct"),  # 259M parameters: 1.0 GB in float32
+)
+HUB_PAIR = HUB_PAIRS[0]
+# A Hub pair fits when its float32 weights take at most this share of the memory limit: the rest
+# is the app itself (about 0.6 GB with its tokenizers), the sentence encoder, a training run and
+# the activations of a class's requests.
+HUB_PAIR_SHARE = 0.5
 
 
 def is_hub_id(name: str) -> bool:
@@ -172,10 +194,35 @@ def available_models(check_hub: bool = True) -> list[ModelSpec]:
     ]
 
 
+def pair_bytes(pair: tuple[str, ...]) -> int:
+    """The float32 bytes of a pair of registered Hub models, from their parameter counts."""
+    return sum(4 * int(MODELS[name].parameters or 0) for name in pair)
+
+
+def hub_pair(limit: int | None = None) -> tuple[str, str]:
+    """The (base, chat) pair from the Hub for a server that may use `limit` bytes (by default
+    this server's memory budget): the largest of `HUB_PAIRS` whose float32 weights take at most
+    half of it, else the smallest. No network: the sizes are the models' parameter counts.
+
+    >>> hub_pair(24 * 1024**3)
+    ('gpt2', 'Qwen/Qwen2.5-0.5B-Instruct')
+    >>> hub_pair(int(2.7 * 1024**3))
+    ('gpt2', 'HuggingFaceTB/SmolLM2-135M-Instruct')
+    """
+    if limit is None:
+        from llmlab.memory import shared_budget
+
+        limit = shared_budget().limit
+    for pair in HUB_PAIRS:
+        if pair_bytes(pair) <= HUB_PAIR_SHARE * limit:
+            return pair
+    return min(HUB_PAIRS, key=pair_bytes)
+
+
 def default_pair() -> tuple[str, str]:
     """(base, chat) names to use by default: the offline pair when its packs are here."""
     if all(offline_ready(MODELS[name]) for name in OFFLINE_PAIR):
         return OFFLINE_PAIR
     if hub_available():
-        return HUB_PAIR
+        return hub_pair()
     return OFFLINE_PAIR

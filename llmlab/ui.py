@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -219,7 +220,14 @@ def _model_cache() -> tuple[model_cache.ModelCache, str]:
         "on_evict": _rest_engine,
     }
     try:
-        return model_cache.ModelCache.from_env(_load_model, **keep), budget.warning
+        limits = model_cache.limits_from_env()
+        small = memory.profile().max_models  # a small server keeps fewer models unless told
+        if small is not None and not os.environ.get("LLMLAB_MAX_MODELS", "").strip():
+            limits = model_cache.CacheLimits(small, limits.max_bytes)
+        cache = model_cache.ModelCache(
+            _load_model, max_models=limits.max_models, max_bytes=limits.max_bytes, **keep
+        )
+        return cache, budget.warning
     except ValueError as error:  # a bad variable must not take the whole app down
         log.warning("model cache limits: %s; using the defaults", error)
         warning = " ".join(filter(None, [f"{error} Using the defaults instead.", budget.warning]))
@@ -236,10 +244,13 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
     """The shared loaded model, with a status box while it loads; None (and a message) on failure.
 
     The session's own model (trained on the Training page) is returned as it is, in float32.
+    On a small server every page gets the profile's one precision (`memory.profile`), so that
+    no model is held twice.
     """
     own = own_model()
     if own is not None and name == own.name:
         return own
+    dtype = memory.profile().precision or dtype
     try:
         spec = registry.resolve_model(name)
     except ValueError as error:
@@ -322,6 +333,9 @@ def get_chat_formats() -> list[Any]:
     return loaded
 
 
+ENCODER_BYTES = 160 * memory.MB  # its 91 MB of weights and the first pass (RSS +130 MB measured)
+
+
 @st.cache_resource(show_spinner=False)
 def sentence_encoder() -> Any:
     """The shared all-MiniLM-L6-v2 sentence encoder (loaded once per process, never mutated).
@@ -330,7 +344,10 @@ def sentence_encoder() -> Any:
     """
     from llmlab.embeddings import sentences
 
-    return sentences.load_encoder()
+    # Counted in the server's memory like a model: the least recently used model leaves first
+    # when the encoder does not fit.
+    with memory.shared_budget().reserve(ENCODER_BYTES, "all-MiniLM-L6-v2"):
+        return sentences.load_encoder()
 
 
 def get_sentence_encoder() -> Any | None:
@@ -356,8 +373,14 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
     Shown once per page run, even when several parts of the page need the pack. Returns whether
     the pack is ready (nothing is shown then).
     """
+    from llmlab import fetch_jobs
+
     pack = assets.get_pack(pack_name)
     key = key or f"fetch-{pack.name}"
+    job = fetch_jobs.job(pack.name)
+    if job is not None and not job.done:  # started by this visitor or another: no second fetch
+        st.progress(job.fraction, text=f"Fetching {pack.name}: {job.message} (Home shows it live)")
+        return False
     current = assets.status(pack)
     if current.verified:
         return True
@@ -393,15 +416,21 @@ def offer_fetch(pack_name: str, key: str | None = None) -> bool:
 
 
 def _fetch_now(pack_name: str) -> None:
-    """The Fetch button's callback: its progress bar and any error appear at the page's top."""
+    """The Fetch button's callback: the fetch runs in the server (`llmlab.fetch_jobs`), and
+    this page run follows it with a progress bar at the page's top; leaving or reloading the
+    page does not stop it, and Home shows it to every visitor."""
+    from llmlab import fetch_jobs
+
+    job = fetch_jobs.start(pack_name)
     bar = st.progress(0.0, text="Starting...")
-    try:
-        assets.fetch(pack_name, progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
-    except assets.AssetError as error:
-        show_error(error)
+    while not job.done:
+        bar.progress(job.fraction, text=job.message)
+        job.join(0.3)
+    bar.empty()
+    if job.state == "failed":
+        st.error(f"Fetching {pack_name} failed: {job.error}", icon=":material/error:")
     else:
         st.success(f"{pack_name} is fetched and verified.", icon=":material/check_circle:")
-    bar.empty()
 
 
 def offer_repairs(pack_names: Iterable[str], key: str) -> None:
@@ -534,6 +563,13 @@ def precision_picker(key: str, model_name: str | None = None) -> str:
     bfloat16 is converted to float32 and back for every product. Each label says what was
     measured.
     """
+    fixed = memory.profile().precision
+    if fixed is not None:
+        st.caption(
+            f"**Precision:** {fixed}, on every page of this server: with "
+            f"{gigabytes_of_memory()} of memory, each model is held once, in {fixed}."
+        )
+        return fixed
     choice = precision_choice(model_name)
     labels = {dtype: choice.label(dtype) for dtype in PRECISIONS}
     return st.radio(
@@ -548,6 +584,10 @@ def precision_picker(key: str, model_name: str | None = None) -> str:
         "the memory, and the text is usually the same. Which one is faster depends on the "
         f"CPU. {choice.explanation()}",
     )
+
+
+def gigabytes_of_memory() -> str:
+    return memory.gigabytes(memory.shared_budget().limit)
 
 
 def visible_whitespace(text: str) -> str:

@@ -3,6 +3,8 @@ that make room by unloading, and refusals that give the figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llmlab import memory
@@ -63,6 +65,25 @@ def test_this_machine_has_a_limit_and_a_resident_size():
     assert memory.peak_rss() >= memory.current_rss() * 0.5  # kilobytes read as bytes would fail
     assert container_limit(memory.CGROUP_ROOT) is None or container_limit()[0] > 0
     memory.release_memory()  # glibc's malloc_trim here; a no-op elsewhere, never an error
+
+
+_CHILD_OF_A_LARGE_PROCESS = """
+import subprocess, sys
+held = bytearray(600 * 1024**2)  # touched: resident
+child = "from llmlab import memory; print(memory.peak_rss())"
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout)
+"""
+
+
+def test_the_peak_is_the_process_own_not_its_parent():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD_OF_A_LARGE_PROCESS], capture_output=True, text=True,
+        timeout=120, check=True, cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert 0 < int(result.stdout.split()[-1]) < 300 * memory.MB
 
 
 class FakeProcess:
@@ -153,3 +174,28 @@ def test_the_shared_budget_survives_a_bad_variable(monkeypatch):
     assert memory.shared_budget() is budget
     assert "LLMLAB_MEMORY_LIMIT_GB='lots'" in budget.warning
     assert budget.source != "LLMLAB_MEMORY_LIMIT_GB" and budget.limit > memory.current_rss()
+
+
+# --- the profile ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gigabytes", "small"), [(0.69, True), (2.7, True), (2.99, True), (3.0, False), (24, False)]
+)
+def test_a_server_under_3_gb_holds_each_model_once_in_bfloat16(gigabytes, small):
+    chosen = memory.profile(memory.MemoryLimit(int(gigabytes * GB), memory.LIMIT_VARIABLE))
+    assert chosen.small is small
+    assert chosen.precision == ("bfloat16" if small else None)
+    assert chosen.max_models == (2 if small else None)
+    line = chosen.line()
+    assert line.startswith(f"Memory: {memory.gigabytes(int(gigabytes * GB))} for every visitor")
+    assert ("at most 2 models loaded at a time" in line) is small
+
+
+def test_the_profile_follows_the_server_budget(monkeypatch):
+    monkeypatch.setattr(memory, "_shared", [])
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "2.7")
+    assert memory.profile().small and "2.7 GB" in memory.profile().line()
+    monkeypatch.setattr(memory, "_shared", [])
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "8")
+    assert not memory.profile().small

@@ -31,3 +31,21 @@ def test_a_refused_load_gives_the_message_and_the_page_stays_usable(monkeypatch)
         assert not at.exception
     finally:
         ui._model_cache.clear()  # the next test's cache reads the real budget
+
+
+def test_on_a_small_server_every_page_holds_a_model_in_one_precision(monkeypatch):
+    """Next-Token asks for float32 and Decoding starts on the measured precision: on a 2.7 GB
+    server both get the same bfloat16 copy, and the Decoding page says why it has no choice."""
+    monkeypatch.setattr(memory, "_shared", [])
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "2.7")
+    ui._model_cache.clear()
+    try:
+        for page in ("next_token", "decoding"):
+            at = AppTest.from_file(str(ROOT / "app_pages" / f"{page}.py"), default_timeout=240)
+            at.run()
+            assert not at.exception and not at.error
+        assert ui._model_cache()[0].keys() == [("gemma-3-270m", "bfloat16")]
+        assert any("**Precision:** bfloat16, on every page" in c.value for c in at.caption)
+        assert not at.get("radio") or all(r.label != "Precision" for r in at.radio)
+    finally:
+        ui._model_cache.clear()

@@ -111,17 +111,51 @@ def test_no_packs_and_the_hub_answers_uses_hub_models(empty_home, hub_answers):
     assert registry.MODELS["gpt2"].title in info
     assert registry.MODELS["Qwen/Qwen2.5-0.5B-Instruct"].title in info
     assert not at.error
-    assert any("2.7 GB" in caption.value for caption in at.caption)  # which pack suits Cloud
+    assert any(m.value.startswith("Memory: ") for m in at.markdown)  # what this server holds
     table = _models_table(at)
     assert table.loc[BASE, "status"] == "pack missing"
     assert table.loc["gpt2", "status"] == "ready"
     # Every pack can be fetched from here, with its size shown next to the button.
-    assert {button.label for button in at.button} == {f"Fetch {name}" for name in ALL_PACKS}
+    assert {button.label for button in at.button} == {
+        "Fetch every missing pack",
+        *(f"Fetch {name}" for name in ALL_PACKS),
+    }
     smollm2 = assets.get_pack(CHAT)
     assert any(
         smollm2.name in warning.value and assets.human_size(smollm2.size) in warning.value
         for warning in at.warning
     )
+
+
+@pytest.fixture
+def cloud_memory(monkeypatch):
+    """A server with Streamlit Community Cloud's 2.7 GB."""
+    from llmlab import memory
+
+    monkeypatch.setattr(memory, "_shared", [])
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "2.7")
+
+
+def test_a_small_server_says_what_it_holds_and_uses_the_small_hub_pair(
+    empty_home, hub_answers, cloud_memory
+):
+    at = _home()
+    lines = [m.value for m in at.markdown if m.value.startswith("Memory: ")]
+    assert lines == [
+        "Memory: 2.7 GB for every visitor (LLMLAB_MEMORY_LIMIT_GB); the lab holds each model in "
+        "bfloat16 on every page and keeps at most 2 models loaded at a time."
+    ]
+    info = _boxes(at, "info")
+    assert registry.MODELS["HuggingFaceTB/SmolLM2-135M-Instruct"].title in info
+    assert registry.MODELS["Qwen/Qwen2.5-0.5B-Instruct"].title not in info
+    assert lab_mode.current_mode().chat == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_a_large_server_lets_each_page_choose(cloud_memory, monkeypatch):
+    monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "16")
+    at = _home()
+    [line] = [m.value for m in at.markdown if m.value.startswith("Memory: ")]
+    assert line.startswith("Memory: 16.0 GB for every visitor") and "at most" not in line
 
 
 def test_no_packs_and_no_hub_says_nothing_can_run_and_what_to_do(empty_home):
@@ -131,7 +165,7 @@ def test_no_packs_and_no_hub_says_nothing_can_run_and_what_to_do(empty_home):
     assert "No model available yet." in error
     assert lab_mode.SETUP_COMMAND in error and "connect to the Hub" in error
     assert not at.success
-    assert len(at.button) == len(ALL_PACKS)
+    assert len(at.button) == len(ALL_PACKS) + 1  # and "Fetch every missing pack"
 
 
 def test_one_pack_here_and_no_hub_names_the_missing_one(tmp_path, monkeypatch):
