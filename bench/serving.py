@@ -39,7 +39,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/tokenizers.py wo
 import torch  # noqa: E402
 
 from bench.prompts import PROMPTS  # noqa: E402
-from llmlab import models  # noqa: E402
+from llmlab import models, precision  # noqa: E402
 from llmlab.generation import decoding  # noqa: E402
 from llmlab.generation.engine import IDLE_SECONDS, engine_for, run_alone  # noqa: E402
 
@@ -229,7 +229,11 @@ def main() -> None:
         help="LLMLAB_MAX_BATCH values to compare on 64 requests (SmolLM2, bfloat16)",
     )  # fmt: skip
     args = parser.parse_args()
-    print(f"torch threads: {torch.get_num_threads()}, tokens per request: {TOKENS}\n")
+    print(f"torch threads: {torch.get_num_threads()}, tokens per request: {TOKENS}")
+    for name in args.models:  # what the pages start on here (llmlab.default_precision)
+        choice = precision.default_precision(name, environ={})
+        print(f"{name}: the pages' default precision here is {choice.dtype}")
+    print()
     header = (
         "| model | dtype | mix | N | engine median | engine p95 | engine tok/s | thread each median "
         "| thread each tok/s | HF batched | HF tok/s | engine median / one | engine tok/s / HF |"
