@@ -49,7 +49,8 @@ CPU_CAPABILITIES ?= avx2 default
 
 test-avx2: setup
 	@for capability in $(CPU_CAPABILITIES); do \
-		echo "== ATEN_CPU_CAPABILITY=$$capability"; \
+		ATEN_CPU_CAPABILITY=$$capability $(PY) -c "import torch; print('== ATEN_CPU_CAPABILITY=' \
+			'$$capability: torch kernels', torch.backends.cpu.get_cpu_capability())"; \
 		ATEN_CPU_CAPABILITY=$$capability $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
 			-m "not browser" $(NUMERIC_TESTS) || exit 1; \
 	done
