@@ -61,3 +61,18 @@ def float32_softmax_tolerance(probabilities: torch.Tensor) -> float:
     p = probabilities.double()
     normaliser = float(torch.clamp(p, max=FLOAT32_U).sum())
     return normaliser + (PARTIAL_SUMS + 64) * FLOAT32_U
+
+
+def float32_cosine_tolerance(n: int) -> float:
+    """Absolute error of a cosine (or of a unit vector's length) from float32 vectors of ``n``
+    numbers, against the exact value: ``2·n·u + 4u``.
+
+    The dot product is within n·u of the sum of its terms' absolute values, which is at most
+    the product of the two lengths (`float32_sum_tolerance`). Each length is the square root of
+    a sum of n squares: n·u for the sum, half of that after the root, so n·u for the two. The
+    division and the roots' own roundings add a few u.
+
+        >>> f"{float32_cosine_tolerance(384):.1e}"
+        '4.6e-05'
+    """
+    return (2 * n + 4) * FLOAT32_U
