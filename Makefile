@@ -8,7 +8,7 @@ PORT ?= 8501
 # Test files are shared out between this many worker processes (pytest-xdist), a file to a worker.
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint browser database bench screenshots clean-env
+.PHONY: setup run test test-avx2 lint browser database bench screenshots clean-env
 
 $(VENV)/.requirements.done: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,25 @@ lint: $(VENV)/.requirements.done
 
 test: setup browser database lint
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The test files whose checks compare float results (a model's scores, probabilities, sums).
+NUMERIC_TESTS := tests/test_knockout.py tests/test_next_token.py tests/test_architecture.py \
+	tests/test_branching.py tests/test_decoding.py tests/test_decoding_units.py \
+	tests/test_batched_steps.py tests/test_classroom_activities.py tests/test_embeddings.py \
+	tests/test_filters.py tests/test_filter_steps.py tests/test_engine.py tests/test_training.py \
+	tests/test_chat.py tests/test_models.py tests/test_precision.py
+# PyTorch's own kernels at each of these vector widths in turn (ATEN_CPU_CAPABILITY): avx2 is
+# what a CPU without AVX-512 runs, default is the build's baseline without AVX at all; each
+# sums in another order, so a tolerance tighter than the rounding allows fails here.
+CPU_CAPABILITIES ?= avx2 default
+
+test-avx2: setup
+	@for capability in $(CPU_CAPABILITIES); do \
+		ATEN_CPU_CAPABILITY=$$capability $(PY) -c "import torch; print('== ATEN_CPU_CAPABILITY=' \
+			'$$capability: torch kernels', torch.backends.cpu.get_cpu_capability())"; \
+		ATEN_CPU_CAPABILITY=$$capability $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+			-m "not browser" $(NUMERIC_TESTS) || exit 1; \
+	done
 
 # The README's pictures: one per page, taken in headless Chromium by tests/test_screenshots.py.
 screenshots: setup browser
