@@ -3,6 +3,9 @@ rest of the page still works."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 # A page run on its own puts its folder first on sys.path, and app_pages/ holds a
@@ -35,7 +38,19 @@ def test_a_refused_load_gives_the_message_and_the_page_stays_usable(monkeypatch)
 
 def test_on_a_small_server_every_page_holds_a_model_in_one_precision(monkeypatch):
     """Next-Token asks for float32 and Decoding starts on the measured precision: on a 2.7 GB
-    server both get the same bfloat16 copy, and the Decoding page says why it has no choice."""
+    server both get the same bfloat16 copy, and the Decoding page says why it has no choice.
+
+    It runs in a process of its own: the budget counts the whole process's memory, and a test
+    process that already holds other tests' models would leave no room."""
+    if os.environ.get("LLMLAB_SMALL_SERVER_CHECK") != "1":
+        name = "test_on_a_small_server_every_page_holds_a_model_in_one_precision"
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{name}"],
+            env=dict(os.environ, LLMLAB_SMALL_SERVER_CHECK="1", PYTEST_ADDOPTS=""),
+            cwd=ROOT, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert run.returncode == 0 and " passed" in run.stdout, run.stdout[-4000:]
+        return
     monkeypatch.setattr(memory, "_shared", [])
     monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "2.7")
     ui._model_cache.clear()

@@ -155,7 +155,14 @@ LINK = {
     "reply_max_new_tokens": "16",
     "token_budget": "512",
 }
-ONLY_MODELS = {"base_model": BASE, "chat_model": CHAT, "chat_with": CHAT}
+# A fresh page's link: the models, and the precision, which is measured on each machine and so
+# always named.
+ONLY_MODELS = {
+    "base_model": BASE,
+    "chat_model": CHAT,
+    "chat_with": CHAT,
+    "precision": ui.precision_choice(BASE).dtype,
+}
 
 
 def page_from_link(params: dict[str, str | list[str]], runs: int = 1) -> AppTest:

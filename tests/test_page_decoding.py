@@ -199,7 +199,7 @@ def test_hostile_link_values_fall_back_to_defaults_with_a_notice():
     assert at.text_area(key="dec-prompt").value == "Once upon a time"
     assert at.slider(key="dec-max-new").value == 40
     # The address bar is rewritten from the widgets: the refused values are gone.
-    assert {k for k in at.query_params} == {"model"}
+    assert {k for k in at.query_params} == {"model", "precision"}
 
 
 def test_a_link_too_long_to_read_opens_the_defaults_with_a_notice():
