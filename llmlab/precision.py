@@ -121,7 +121,7 @@ class PrecisionChoice:
         >>> cpu = CpuFacts("AMD EPYC", "x86_64", 2, "AVX2", 256, False, False, "2", "5")
         >>> t = {"float32": {1: 0.02, 16: 0.041}, "bfloat16": {1: 0.015, 16: 0.14}}
         >>> PrecisionChoice("float32", "measured", "float32", cpu, t).label("float32")
-        'float32 · faster here (16 rows: 41 ms a step against 140 ms)'
+        'float32 · faster here (16 rows: 41 ms a step on one core against 140 ms)'
         >>> PrecisionChoice("float32", "measured", "float32", cpu, t).label("bfloat16")
         'bfloat16 · 3.4x slower here'
         """
@@ -131,7 +131,7 @@ class PrecisionChoice:
             return f"{dtype} · chosen by {ENV}" if dtype == self.dtype else dtype
         if dtype == self.dtype and mine <= theirs:
             return (
-                f"{dtype} · faster here ({CLASS_ROWS} rows: {mine:.0f} ms a step "
+                f"{dtype} · faster here ({CLASS_ROWS} rows: {mine:.0f} ms a step on one core "
                 f"against {theirs:.0f} ms)"
             )
         if dtype == self.dtype:
@@ -148,8 +148,8 @@ class PrecisionChoice:
         native = "has" if self.cpu.native_bfloat16 else "has no"
         return (
             f"This CPU ({self.cpu.model}, {self.cpu.vector}) {native} bfloat16 instructions. "
-            f"Measured here, a decode step for {CLASS_ROWS} students takes {f32:.0f} ms in "
-            f"float32 and {b16:.0f} ms in bfloat16, so the lab uses {self.dtype}."
+            f"Measured here on one core, a decode step for {CLASS_ROWS} students takes {f32:.0f} "
+            f"ms in float32 and {b16:.0f} ms in bfloat16, so the lab uses {self.dtype}."
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -265,12 +265,22 @@ def _measured_timings(
     running class does not slow the measurement)."""
     with _lock:
         if shape not in _measured:
+            import torch
+
             from llmlab.compute import configure_threads, exclusive
 
             configure_threads()
             start = time.perf_counter()
             with exclusive():
-                timings = {d: dict(t) for d, t in measure(shape).items()}
+                # On one core: the ratio of the two precisions is a property of each core's
+                # instructions, and one thread never waits at a barrier for a core that another
+                # process holds, which can make a two-thread timing ten times too slow.
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    timings = {d: dict(t) for d, t in measure(shape).items()}
+                finally:
+                    torch.set_num_threads(threads)
             _measured[shape] = (timings, time.perf_counter() - start)
         return _measured[shape]
 

@@ -36,7 +36,7 @@ def test_float32_is_chosen_where_bfloat16_is_measured_slower():
     choice = default_precision(None, environ={}, measure=measure)
     assert choice.dtype == "float32" and choice.source == "measured"
     assert choice.label("float32") == (
-        "float32 · faster here (16 rows: 630 ms a step against 1190 ms)"
+        "float32 · faster here (16 rows: 630 ms a step on one core against 1190 ms)"
     )
     assert choice.label("bfloat16") == "bfloat16 · 1.9x slower here"
     assert "630 ms in float32 and 1190 ms in bfloat16" in choice.explanation()
