@@ -18,7 +18,26 @@ from llmlab import memory, ui
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def in_own_process(name: str) -> bool:
+    """Run test `name` again in a fresh process, and say whether this call is that process.
+
+    The budget counts the whole process's memory and the page's cached loaders are shared by
+    every test of a process: a process that already ran other tests' pages is not a fresh
+    server."""
+    if os.environ.get("LLMLAB_OWN_PROCESS") == name:
+        return True
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{name}"],
+        env=dict(os.environ, LLMLAB_OWN_PROCESS=name, PYTEST_ADDOPTS=""),
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0 and " passed" in run.stdout, run.stdout[-4000:]
+    return False
+
+
 def test_a_refused_load_gives_the_message_and_the_page_stays_usable(monkeypatch):
+    if not in_own_process("test_a_refused_load_gives_the_message_and_the_page_stays_usable"):
+        return
     # The server may use 1 MB more than it holds now: no model fits.
     tight = memory.MemoryBudget(memory.current_rss() + memory.MB, source="LLMLAB_MEMORY_LIMIT_GB")
     monkeypatch.setattr(memory, "_shared", [tight])
@@ -42,14 +61,7 @@ def test_on_a_small_server_every_page_holds_a_model_in_one_precision(monkeypatch
 
     It runs in a process of its own: the budget counts the whole process's memory, and a test
     process that already holds other tests' models would leave no room."""
-    if os.environ.get("LLMLAB_SMALL_SERVER_CHECK") != "1":
-        name = "test_on_a_small_server_every_page_holds_a_model_in_one_precision"
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{name}"],
-            env=dict(os.environ, LLMLAB_SMALL_SERVER_CHECK="1", PYTEST_ADDOPTS=""),
-            cwd=ROOT, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-        assert run.returncode == 0 and " passed" in run.stdout, run.stdout[-4000:]
+    if not in_own_process("test_on_a_small_server_every_page_holds_a_model_in_one_precision"):
         return
     monkeypatch.setattr(memory, "_shared", [])
     monkeypatch.setenv("LLMLAB_MEMORY_LIMIT_GB", "2.7")
