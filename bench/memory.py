@@ -43,15 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ would come first on the path (bench/tokenizers.py would hide the
 # `tokenizers` library): put the project root there instead.
 sys.path[0] = str(ROOT)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-quic",
-    "--no-first-run",
-]
-DONE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+from bench.load import CHROMIUM, CHROMIUM_ARGS, DONE  # noqa: E402 - one browser setup
+
 MB = 1024**2
 GOALS_GB = {1: 2.4, 4: 2.7}  # the peak allowed at LLMLAB_MEMORY_LIMIT_GB=2.7
 
