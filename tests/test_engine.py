@@ -429,6 +429,38 @@ def test_an_idle_engine_ends_its_thread_and_the_next_request_starts_it_again(smo
     engine.close()
 
 
+def test_a_rest_right_after_a_run_ends_the_thread_and_one_during_a_run_ends_it_after(
+    smollm2, monkeypatch
+):
+    """The model cache rests an evicted model's engine right after its last run returned: the
+    thread, which holds the model, must end then, not after the idle wait (made an hour here)."""
+    from llmlab.generation import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "IDLE_SECONDS", 3600.0)
+    engine = Engine(model_name="resting")
+    try:
+        for _ in range(5):  # the reader hears "done" before the scheduler drops the request
+            request = engine.submit(
+                smollm2, stepper_for(smollm2, "Hello", {"strategy": "greedy"}, tokens=2)
+            )
+            while (item := request.take(timeout=60)) is not None and item[0] != "done":
+                pass
+            assert engine.rest(timeout=60)
+            assert not [t for t in threading.enumerate() if t.name == "llmlab-engine-resting"]
+        request = engine.submit(
+            smollm2, stepper_for(smollm2, "Hello", {"strategy": "greedy"}, tokens=6)
+        )
+        assert request.take(timeout=60)[0] == "step"
+        assert not engine.rest()  # still running: it says so at once ...
+        steps = 1
+        while (item := request.take(timeout=60)) is not None and item[0] != "done":
+            steps += 1
+        assert steps == 6  # ... the run is not cut short ...
+        assert engine.wait_rested(60)  # ... and the thread ends after it
+    finally:
+        engine.close()
+
+
 def test_prompts_that_arrive_while_one_is_read_start_in_the_same_step(smollm2, monkeypatch):
     """Three requests submitted while the first one's prompt is being read are read before
     anyone steps, so all four write from the first step together (three steps for three

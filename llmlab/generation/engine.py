@@ -292,6 +292,7 @@ class Engine:
         self._running: list[Request] = []  # in row order
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._resting = False  # asked to end the thread as soon as nothing is left to do
         self.stats = EngineStats()
         _every_engine.add(self)  # closed at exit even when no model cache holds it
 
@@ -467,9 +468,11 @@ class Engine:
                     self._thread = None
                     return
                 if not self._running and not self._reading:
-                    self._lock.wait(IDLE_SECONDS)
+                    if not self._resting:
+                        self._lock.wait(IDLE_SECONDS)
                     if not self._waiting or self._closing:
                         self._thread = None  # the next submit starts a new thread
+                        self._resting = False
                         return
                     continue
                 if not self._running and all(r.reading is None for r in self._reading):
@@ -524,13 +527,25 @@ class Engine:
                     each.requests, each.logits = [], None
 
     def rest(self, timeout: float = 5.0) -> bool:
-        """End the scheduler thread now when it has nothing to do, instead of after
-        `IDLE_SECONDS`; True when no thread is left. The thread holds its model, so a model the
-        cache let go of is freed at once (the next request starts a new thread)."""
+        """End the scheduler thread as soon as it has nothing to do, instead of after
+        `IDLE_SECONDS`; True when no thread is left within `timeout`. The thread holds its
+        model, so a model the cache let go of is freed at once (the next request starts a new
+        thread).
+
+        A request's reader hears "done" a moment before the scheduler takes the request off
+        its rows, so a rest asked for right after a generation returned still finds it
+        running: the thread ends when that step is over, and this waits for it. With requests
+        still to serve, the thread goes on with them and ends after them; this returns False
+        at once.
+        """
         with self._lock:
-            if self._waiting or self._reading or self._running:
+            if self._thread is None:
+                return True
+            self._resting = True
+            self._lock.notify_all()  # an idle wait ends, finds nothing waiting, and returns
+            taken = [*self._reading, *self._running]
+            if self._waiting or any(request.state != "done" for request in taken):
                 return False
-            self._lock.notify_all()  # the idle wait ends, finds nothing waiting, and returns
         return self.wait_rested(timeout)
 
     def _gather(self) -> None:
