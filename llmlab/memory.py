@@ -12,8 +12,11 @@ lab keeps the process's RSS under a limit:
 Before something large is loaded (a model, a training run), `MemoryBudget.reserve` checks that
 the RSS now, plus what other loads in progress have reserved, plus what this one needs, stays
 under the limit; when it does not, it asks the model cache to let go of models, least recently
-used first, and gives their memory back to the system (`release_memory`), until it fits or
-nothing is left to let go: then `MemoryBudgetError` says what was needed and what the server has.
+used first, and gives their memory back to the system (`release_memory`), until it fits. A model
+that left the cache while another visitor still generates with it is freed when that visitor is
+done, so the load waits for that (up to `LLMLAB_MEMORY_WAIT_SECONDS`, 120 s by default), telling
+the visitor why through `waiting_notices`; with nothing left that could free memory, or when the
+wait is over, `MemoryBudgetError` says what was needed and what the server has.
 
 >>> limit = memory_limit({"LLMLAB_MEMORY_LIMIT_GB": "2.7"})
 >>> limit.source, round(limit.nbytes / GB, 1)
@@ -40,12 +43,17 @@ import logging
 import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 LIMIT_VARIABLE = "LLMLAB_MEMORY_LIMIT_GB"
+WAIT_VARIABLE = "LLMLAB_MEMORY_WAIT_SECONDS"
+DEFAULT_WAIT_SECONDS = 120.0
+WAIT_POLL_SECONDS = 0.25  # how often a waiting load looks again
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 GB = 1024**3
 MB = 1024**2
@@ -197,12 +205,54 @@ def release_memory() -> None:
         _libc[0].malloc_trim(0)
 
 
+def wait_seconds_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """`LLMLAB_MEMORY_WAIT_SECONDS`: how long a load may wait for memory another visitor holds.
+
+    >>> wait_seconds_from_env({"LLMLAB_MEMORY_WAIT_SECONDS": "30"})
+    30.0
+    >>> wait_seconds_from_env({})
+    120.0
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(WAIT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(
+            f"{WAIT_VARIABLE}={text!r} is not allowed: use a number of seconds >= 0 (how long a "
+            "load waits for memory that another visitor's model still holds)."
+        )
+    return seconds
+
+
+# Where the visitor who waits for memory is told why: a page sets it around its load
+# (`with waiting_notices(show): ...`); a notebook or a test may too.
+_notice: ContextVar[Callable[[str], None] | None] = ContextVar("llmlab_memory_notice", default=None)
+
+
+@contextlib.contextmanager
+def waiting_notices(show: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, a load that has to wait for memory calls `show(message)` (once, and
+    again when what it waits for changes)."""
+    token = _notice.set(show)
+    try:
+        yield
+    finally:
+        _notice.reset(token)
+
+
 class MemoryBudget:
     """The process's RSS kept under `limit` bytes, shared by every loader of the process.
 
     `rss()` measures the process now; `reclaimers` are asked, in turn, to let go of one thing
     each (True when they did) when a reservation does not fit; `release()` then gives the memory
-    back to the system before RSS is measured again.
+    back to the system before RSS is measured again. `holders` name what was let go of but is
+    still in use (a model another visitor generates with): a reservation that does not fit waits
+    up to `wait_seconds` for them, or for other reservations, to end.
     """
 
     def __init__(
@@ -211,9 +261,13 @@ class MemoryBudget:
         rss: Callable[[], int] = current_rss,
         release: Callable[[], None] = release_memory,
         source: str = LIMIT_VARIABLE,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
     ) -> None:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit={limit!r} is not allowed: use a number of bytes >= 1.")
+        if not math.isfinite(wait_seconds) or wait_seconds < 0:
+            raise ValueError(f"wait_seconds={wait_seconds!r} is not allowed: use seconds >= 0.")
+        self.wait_seconds = float(wait_seconds)
         self.limit = limit
         self.source = source
         self.rss = rss
@@ -222,12 +276,15 @@ class MemoryBudget:
         self._reserved: dict[int, tuple[int, int | None]] = {}  # nbytes, RSS at the start
         self._keys = itertools.count()
         self._reclaimers: list[Callable[[], Callable[[], bool] | None]] = []
+        self._holders: list[Callable[[], Callable[[], list[str]] | None]] = []
         self.refused = 0  # how many reservations did not fit
+        self.waited = 0  # how many reservations waited for memory before they fit
         self.warning = ""  # a configuration problem to show, or ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs) -> MemoryBudget:
         limit = memory_limit(environ)
+        kwargs.setdefault("wait_seconds", wait_seconds_from_env(environ))
         return cls(limit.nbytes, source=limit.source, **kwargs)
 
     def describe(self) -> str:
@@ -240,6 +297,25 @@ class MemoryBudget:
         ref = weakref.WeakMethod(reclaim) if inspect.ismethod(reclaim) else lambda: reclaim
         with self._lock:
             self._reclaimers.append(ref)
+
+    def add_holder(self, holding: Callable[[], list[str]]) -> None:
+        """`holding()` names what was let go of but is still in use, and will free its memory
+        when its user is done (held weakly, as reclaimers are)."""
+        ref: Callable[[], Callable[[], list[str]] | None]
+        ref = weakref.WeakMethod(holding) if inspect.ismethod(holding) else lambda: holding
+        with self._lock:
+            self._holders.append(ref)
+
+    def holding(self) -> list[str]:
+        """What is still in use after it was let go of (see `add_holder`)."""
+        with self._lock:
+            self._holders = [ref for ref in self._holders if ref() is not None]
+            names: list[str] = []
+            for ref in list(self._holders):
+                holding = ref()
+                if holding is not None:
+                    names.extend(holding())
+            return names
 
     def reserved(self, rss: int | None = None) -> int:
         """Bytes promised to work in progress and not yet in RSS. A lasting reservation (a
@@ -282,19 +358,53 @@ class MemoryBudget:
         A load holds its whole figure until it ends (its memory is then in RSS). A `lasting`
         block (a training run, whose memory rises and falls with every step) holds what RSS has
         not yet grown by since it began, so what it already uses is not counted twice.
-        Raises MemoryBudgetError, naming `what`, when they cannot fit.
+        When they do not fit yet but could (a model let go of is still in use, or another
+        reservation is under way), it waits for them, up to `wait_seconds`, and tells the
+        visitor why (`waiting_notices`). Raises MemoryBudgetError, naming `what`, when they
+        cannot fit.
         """
-        with self._lock:
-            if not self.make_room(nbytes):
-                self.refused += 1
-                raise MemoryBudgetError(self.refusal(nbytes, what))
-            key = next(self._keys)
-            self._reserved[key] = (nbytes, self.rss() if lasting else None)
+        key = self._wait_for_room(nbytes, what, lasting)
         try:
             yield
         finally:
             with self._lock:
                 del self._reserved[key]
+
+    def _wait_for_room(self, nbytes: int, what: str, lasting: bool) -> int:
+        deadline = time.monotonic() + self.wait_seconds
+        told, waited = "", False
+        while True:
+            with self._lock:
+                if self.make_room(nbytes):
+                    key = next(self._keys)
+                    self._reserved[key] = (nbytes, self.rss() if lasting else None)
+                    self.waited += waited
+                    return key
+                in_use = self.holding()
+                others = self.reserved()
+                if (not in_use and not others) or time.monotonic() >= deadline:
+                    self.refused += 1
+                    raise MemoryBudgetError(self.refusal(nbytes, what))
+            message = self.waiting_message(nbytes, what, in_use)
+            show = _notice.get()
+            if show is not None and message != told:
+                show(message)
+                told = message
+            waited = True
+            time.sleep(WAIT_POLL_SECONDS)
+            self.release()  # a model its last user let go of is freed by now: give it back
+
+    def waiting_message(self, nbytes: int, what: str, in_use: list[str]) -> str:
+        """Why a load waits, in a visitor's words."""
+        if in_use:
+            holders = ", ".join(dict.fromkeys(in_use))
+            because = f"another visitor is still using {holders}, which has to leave memory first"
+        else:
+            because = "another model is being loaded or a training run is using the memory"
+        return (
+            f"Waiting for memory: {what} needs about {gigabytes(nbytes)} and {because} "
+            f"(this server may use {self.describe()}). It starts by itself when there is room."
+        )
 
     def refusal(self, nbytes: int, what: str) -> str:
         return (

@@ -19,8 +19,10 @@ four offline variants (Gemma 3 fp32 ~1.1 GB + bf16 ~0.55 GB, SmolLM2 fp32 ~0.55 
 Those two count entries and weights. The real bound is the process's memory: given a
 `llmlab.memory.MemoryBudget` and a `needs(key)` estimate, a load first checks that what it needs
 fits between the RSS now and the limit; if not, the same model in another precision leaves first
-(`group_of`), then the least recently used models, until it fits, or the load is refused with
-`MemoryBudgetError` (a ValueError saying how much the model needs and how much the server has).
+(`group_of`), then the least recently used models, until it fits. A model another session still
+generates with is freed only when it is done (`still_in_use`), so the load waits for it; with
+nothing left to wait for, the load is refused with `MemoryBudgetError` (a ValueError saying how
+much the model needs and how much the server has).
 A model that left the cache while a session still used it is taken back, not loaded twice.
 
 >>> cache = ModelCache(loader=lambda key: key.upper(), max_models=2, size_of=lambda v: 0)
@@ -161,6 +163,7 @@ class ModelCache:
         self._gone: dict[Hashable, tuple[weakref.ref, int]] = {}
         if budget is not None:
             budget.add_reclaimer(self.evict_oldest)
+            budget.add_holder(self.still_in_use)
         self.loads = 0  # how many times the loader ran (for tests and the Home page)
         self.evictions = 0
 
@@ -245,6 +248,12 @@ class ModelCache:
             self._entries[key] = _Entry(value, nbytes)
             self._evict(room_for=0)
         return value
+
+    def still_in_use(self) -> list[str]:
+        """The models that left the cache but that someone still holds (their memory is freed
+        when the last holder lets go), described."""
+        with self._lock:
+            return [self.describe(key) for key, (ref, _) in self._gone.items() if ref() is not None]
 
     def evict_oldest(self) -> bool:
         """Drop the least recently used entry; False when the cache is empty (the memory

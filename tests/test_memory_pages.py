@@ -76,3 +76,72 @@ def test_on_a_small_server_every_page_holds_a_model_in_one_precision(monkeypatch
         assert not at.get("radio") or all(r.label != "Precision" for r in at.radio)
     finally:
         ui._model_cache.clear()
+
+
+def test_two_visitors_needing_two_models_under_a_one_model_budget_both_get_their_answers():
+    """Gemma 3 is generating for one visitor when another visitor's page needs SmolLM2, and the
+    server has room for one of them: the second load waits, says why, and starts as soon as the
+    first visitor is done; both get the text each model gives alone."""
+    if not in_own_process(
+        "test_two_visitors_needing_two_models_under_a_one_model_budget_both_get_their_answers"
+    ):
+        return
+    import threading
+    import time
+
+    from llmlab import models
+    from llmlab.generation.decoding import generate, iter_generate
+    from llmlab.generation.engine import rest_engine_of
+    from llmlab.model_cache import ModelCache
+
+    gemma, smollm2 = ("gemma-3-270m", "bfloat16"), ("smollm2-135m-instruct", "bfloat16")
+    prompt, tokens = "The three most useful kitchen tools are", 48
+    alone = {}
+    for key in (gemma, smollm2):  # each model alone; its one-time costs join the baseline
+        warm = models.load(*key)
+        alone[key] = generate(warm, prompt, max_new_tokens=tokens).new_ids
+        rest_engine_of(warm.model)
+        del warm
+        memory.release_memory()
+    needs = {key: models.memory_needed(*key) for key in (gemma, smollm2)}
+    # Room for the larger model and 100 MB: never for both.
+    budget = memory.MemoryBudget(
+        memory.current_rss() + max(needs.values()) + 100 * memory.MB, wait_seconds=600
+    )
+    assert max(needs.values()) + 100 * memory.MB < sum(needs.values())
+    Path("/proc/self/clear_refs").write_text("5")  # the high-water mark starts again from here
+    cache = ModelCache(
+        lambda key: models.load(*key), budget=budget, needs=needs.__getitem__,
+        group_of=lambda key: key[0], describe=lambda key: models.resolve_model(key[0]).title,
+        on_evict=lambda loaded: rest_engine_of(loaded.model),
+    )  # fmt: skip
+    started, results, notices, times = threading.Event(), {}, [], {}
+
+    def first_visitor():
+        loaded = cache.get(gemma)
+        new_ids = []
+        for record in iter_generate(loaded, prompt, max_new_tokens=tokens):
+            new_ids.append(record.chosen_id)
+            started.set()
+        del loaded
+        times["first done"] = time.monotonic()
+        results[gemma] = new_ids
+
+    def second_visitor():
+        started.wait(600)
+        with memory.waiting_notices(notices.append):
+            loaded = cache.get(smollm2)
+        times["second loaded"] = time.monotonic()
+        results[smollm2] = generate(loaded, prompt, max_new_tokens=tokens).new_ids
+
+    threads = [threading.Thread(target=first_visitor), threading.Thread(target=second_visitor)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(900)
+    assert results == alone  # both answers, each as the model gives it alone
+    assert budget.waited == 1 and budget.refused == 0
+    assert times["second loaded"] > times["first done"]  # one after the other
+    assert notices and "Waiting for memory" in notices[0], notices
+    assert "another visitor is still using Gemma 3 270M" in notices[0], notices
+    assert memory.peak_rss() <= budget.limit + 50 * memory.MB  # never both at once

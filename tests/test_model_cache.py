@@ -375,7 +375,8 @@ def test_concurrent_loads_count_each_others_reservations():
         process.alive.add(weights)
         return weights
 
-    budget = MemoryBudget(1000, rss=process.rss, release=gc.collect)
+    # No waiting for the other load to end: its promise alone must make "b" not fit.
+    budget = MemoryBudget(1000, rss=process.rss, release=gc.collect, wait_seconds=0)
     cache = ModelCache(load, size_of=lambda w: w.nbytes, budget=budget, needs=sizes.__getitem__)
     thread = threading.Thread(target=cache.get, args=(("a", "float32"),))
     thread.start()
