@@ -268,16 +268,8 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
             st.warning(config_warning, icon=":material/warning:")
         if (spec.name, dtype) in cache:  # already loaded by some session: no spinner flash
             return cache.get((spec.name, dtype))
-        waiting = st.empty()  # why the load waits, when memory is held by another visitor
-        with (
-            st.spinner(label + "..."),
-            memory.waiting_notices(
-                lambda message: waiting.info(message, icon=":material/hourglass_top:")
-            ),
-        ):
-            loaded = cache.get((spec.name, dtype))
-        waiting.empty()
-        return loaded
+        with st.spinner(label + "..."):
+            return cache.get((spec.name, dtype))
     except DamagedCopyError as error:
         show_error(error)
         _offer_reconvert(spec.name)
