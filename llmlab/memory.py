@@ -205,6 +205,14 @@ def release_memory() -> None:
         _libc[0].malloc_trim(0)
 
 
+def _held_weakly(function: Callable) -> Callable[[], Callable | None]:
+    """A way back to `function` that does not keep its object alive when it is a bound method
+    (None once that object is gone)."""
+    if inspect.ismethod(function):
+        return weakref.WeakMethod(function)
+    return lambda: function
+
+
 def wait_seconds_from_env(environ: Mapping[str, str] | None = None) -> float:
     """`LLMLAB_MEMORY_WAIT_SECONDS`: how long a load may wait for memory another visitor holds.
 
@@ -293,29 +301,20 @@ class MemoryBudget:
     def add_reclaimer(self, reclaim: Callable[[], bool]) -> None:
         """`reclaim()` lets go of one thing, True when it did. A bound method is held weakly: a
         model cache that is itself dropped leaves the budget too."""
-        ref: Callable[[], Callable[[], bool] | None]
-        ref = weakref.WeakMethod(reclaim) if inspect.ismethod(reclaim) else lambda: reclaim
         with self._lock:
-            self._reclaimers.append(ref)
+            self._reclaimers.append(_held_weakly(reclaim))
 
     def add_holder(self, holding: Callable[[], list[str]]) -> None:
         """`holding()` names what was let go of but is still in use, and will free its memory
         when its user is done (held weakly, as reclaimers are)."""
-        ref: Callable[[], Callable[[], list[str]] | None]
-        ref = weakref.WeakMethod(holding) if inspect.ismethod(holding) else lambda: holding
         with self._lock:
-            self._holders.append(ref)
+            self._holders.append(_held_weakly(holding))
 
     def holding(self) -> list[str]:
         """What is still in use after it was let go of (see `add_holder`)."""
         with self._lock:
-            self._holders = [ref for ref in self._holders if ref() is not None]
-            names: list[str] = []
-            for ref in list(self._holders):
-                holding = ref()
-                if holding is not None:
-                    names.extend(holding())
-            return names
+            alive = [holding for ref in self._holders if (holding := ref()) is not None]
+            return [name for holding in alive for name in holding()]
 
     def reserved(self, rss: int | None = None) -> int:
         """Bytes promised to work in progress and not yet in RSS. A lasting reservation (a

@@ -268,8 +268,18 @@ def get_model(name: str, dtype: str = "float32") -> LoadedModel | None:
             st.warning(config_warning, icon=":material/warning:")
         if (spec.name, dtype) in cache:  # already loaded by some session: no spinner flash
             return cache.get((spec.name, dtype))
-        with st.spinner(label + "..."):
-            return cache.get((spec.name, dtype))
+        waiting: list[Any] = []  # the box that says why the load waits, made only if it does
+
+        def tell(message: str) -> None:
+            if not waiting:
+                waiting.append(st.empty())
+            waiting[0].info(message, icon=":material/hourglass_top:")
+
+        with st.spinner(label + "..."), memory.waiting_notices(tell):
+            loaded = cache.get((spec.name, dtype))
+        for box in waiting:
+            box.empty()
+        return loaded
     except DamagedCopyError as error:
         show_error(error)
         _offer_reconvert(spec.name)
