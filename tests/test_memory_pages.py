@@ -3,6 +3,7 @@ rest of the page still works."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -53,6 +54,49 @@ def test_a_refused_load_gives_the_message_and_the_page_stays_usable(monkeypatch)
         assert not at.exception
     finally:
         ui._model_cache.clear()  # the next test's cache reads the real budget
+
+
+def test_a_page_whose_load_waits_for_memory_gets_its_model_when_the_memory_is_back(monkeypatch):
+    """Another visitor holds a model the cache let go of, and the server is full: the page's
+    load waits, tells the visitor why (the box is gone once the model is there), and the page
+    then works as usual."""
+    if not in_own_process(
+        "test_a_page_whose_load_waits_for_memory_gets_its_model_when_the_memory_is_back"
+    ):
+        return
+    import time
+
+    let_go_at = time.monotonic() + 3.0  # the other visitor is done in 3 s
+
+    def others_done() -> bool:
+        return time.monotonic() >= let_go_at
+
+    full = memory.MemoryBudget(
+        memory.current_rss() + 8 * memory.GB, source="LLMLAB_MEMORY_LIMIT_GB",
+        rss=lambda: memory.current_rss() if others_done() else 10**15,
+    )  # fmt: skip
+    full.add_holder(lambda: [] if others_done() else ["Gemma 3 270M"])
+    notices = []
+    real_notices = memory.waiting_notices
+
+    @contextlib.contextmanager
+    def seen(show):  # the page's box, and a copy of what it was told
+        with real_notices(lambda message: (notices.append(message), show(message))):
+            yield
+
+    monkeypatch.setattr(memory, "_shared", [full])
+    monkeypatch.setattr(memory, "waiting_notices", seen)
+    ui._model_cache.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app_pages" / "next_token.py"), default_timeout=240)
+        at.run()
+        assert not at.exception and not at.error
+        assert full.waited >= 1 and full.refused == 0
+        assert notices and "another visitor is still using Gemma 3 270M" in notices[0]
+        assert not [box for box in at.info if "Waiting for memory" in box.value]
+        assert ui.loaded_model_names()
+    finally:
+        ui._model_cache.clear()
 
 
 def test_on_a_small_server_every_page_holds_a_model_in_one_precision(monkeypatch):
